@@ -1,0 +1,69 @@
+//! Map value layouts.
+
+use core::mem::size_of;
+
+/// Rule number meaning "no rule": the address is not matched in this direction.
+pub const NO_RULE: u32 = 0;
+/// Rule number shared by every exception entry.
+pub const EXCEPTION_RULE: u32 = 1;
+/// First rule number available to orders.
+pub const FIRST_ORDER_RULE: u32 = 2;
+
+/// Value of an LPM-trie entry.
+///
+/// For an address whose longest matching prefix is this entry: the rule that applies when
+/// the address is the packet's destination, and the rule that applies when it is the
+/// packet's source. [`NO_RULE`] means nothing applies in that direction. A rule whose
+/// order covers both directions appears in both fields; the user-space compiler resolves
+/// nesting, exceptions and direction so that the program needs one lookup per address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Entry {
+    /// Rule number when the address is the destination (host byte order).
+    pub dst_rule: u32,
+    /// Rule number when the address is the source (host byte order).
+    pub src_rule: u32,
+}
+const _: () = assert!(size_of::<Entry>() == 8);
+
+/// One rule: what to do with a packet it matches. Rule numbers index [`crate::maps::RULES`]
+/// and [`crate::maps::RULE_STATS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rule {
+    /// One of the [`crate::action`] codes.
+    pub action: u8,
+    pub _pad: [u8; 7],
+    /// Fingerprint of the order that owns this slot (0: free). Only user space reads it:
+    /// it lets a restarted daemon recognise which order each rule number belongs to.
+    pub owner: u64,
+}
+const _: () = assert!(size_of::<Rule>() == 16);
+
+impl Rule {
+    pub const fn new(action: u8, owner: u64) -> Self {
+        Self {
+            action,
+            _pad: [0; 7],
+            owner,
+        }
+    }
+}
+
+/// A packet and byte counter (one per CPU in the per-CPU arrays).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+const _: () = assert!(size_of::<Counter>() == 16);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: each type is `repr(C)`, `Copy`, built only from integers, with explicit
+    // padding fields so that no byte is uninitialised.
+    unsafe impl aya::Pod for super::Entry {}
+    unsafe impl aya::Pod for super::Rule {}
+    unsafe impl aya::Pod for super::Counter {}
+}

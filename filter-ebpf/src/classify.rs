@@ -1,0 +1,109 @@
+//! From addresses to a decision: one LPM lookup per address, then the rule it names.
+//!
+//! The destination is looked up first; if it does not block, the source is looked up.
+//! When neither blocks, the packet passes and is counted under the more telling of the
+//! two verdicts (monitor before exempt before pass, destination first on a tie).
+
+use aya_ebpf::maps::lpm_trie::Key;
+use filter_common::{
+    action,
+    maps::{V4_BITS, V6_BITS},
+    parse::Parsed,
+    types::NO_RULE,
+    verdict, Entry,
+};
+
+use crate::{RULES, V4_PREFIXES, V6_PREFIXES};
+
+/// The verdict for a frame and the rule it is counted under ([`NO_RULE`] for none).
+#[derive(Clone, Copy)]
+pub struct Decision {
+    pub verdict: u32,
+    pub rule: u32,
+}
+
+impl Decision {
+    const fn new(verdict: u32, rule: u32) -> Self {
+        Self { verdict, rule }
+    }
+
+    const fn blocks(&self) -> bool {
+        matches!(self.verdict, verdict::DROP | verdict::REDIRECT)
+    }
+
+    /// How much a non-blocking verdict tells an operator; the higher one is counted.
+    const fn weight(&self) -> u32 {
+        match self.verdict {
+            verdict::MONITOR => 2,
+            verdict::EXEMPT => 1,
+            _ => 0,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Dst,
+    Src,
+}
+
+#[inline(always)]
+pub fn classify(parsed: &Parsed) -> Decision {
+    match parsed {
+        Parsed::V4 { src, dst } => decide(|side| {
+            let (addr, pick) = pick(side, src, dst);
+            V4_PREFIXES.get(Key::new(V4_BITS, *addr)).map(pick)
+        }),
+        Parsed::V6 { src, dst } => decide(|side| {
+            let (addr, pick) = pick(side, src, dst);
+            V6_PREFIXES.get(Key::new(V6_BITS, *addr)).map(pick)
+        }),
+        Parsed::NotIp => Decision::new(verdict::NOT_IP, NO_RULE),
+        Parsed::Malformed => Decision::new(verdict::MALFORMED, NO_RULE),
+    }
+}
+
+/// The address to look up for `side`, and the entry field that applies to it.
+#[inline(always)]
+fn pick<'a, A>(side: Side, src: &'a A, dst: &'a A) -> (&'a A, fn(&Entry) -> u32) {
+    match side {
+        Side::Dst => (dst, |e| e.dst_rule),
+        Side::Src => (src, |e| e.src_rule),
+    }
+}
+
+/// Combines the per-side lookups into one decision. `lookup(side)` returns the rule
+/// number that applies to that side's address, or `None` when no prefix covers it.
+#[inline(always)]
+fn decide(lookup: impl Fn(Side) -> Option<u32>) -> Decision {
+    let by_dst = apply(lookup(Side::Dst).unwrap_or(NO_RULE), Side::Dst);
+    if by_dst.blocks() {
+        return by_dst;
+    }
+    let by_src = apply(lookup(Side::Src).unwrap_or(NO_RULE), Side::Src);
+    if by_src.blocks() || by_src.weight() > by_dst.weight() {
+        by_src
+    } else {
+        by_dst
+    }
+}
+
+/// What rule `rule` does to an address on `side`.
+#[inline(always)]
+fn apply(rule: u32, side: Side) -> Decision {
+    if rule == NO_RULE {
+        return Decision::new(verdict::PASS, NO_RULE);
+    }
+    let code = RULES.get(rule).map_or(action::NONE, |r| r.action);
+    match code {
+        action::DROP => Decision::new(verdict::DROP, rule),
+        // Redirect sends a subscriber's request to the notice host; traffic *from* a
+        // blocked service has nowhere useful to go and is dropped.
+        action::REDIRECT if side == Side::Dst => Decision::new(verdict::REDIRECT, rule),
+        action::REDIRECT => Decision::new(verdict::DROP, rule),
+        action::MONITOR => Decision::new(verdict::MONITOR, rule),
+        action::EXEMPT => Decision::new(verdict::EXEMPT, rule),
+        // A slot being set up or torn down: nothing to enforce yet.
+        _ => Decision::new(verdict::PASS, NO_RULE),
+    }
+}

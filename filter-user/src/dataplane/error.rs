@@ -1,0 +1,99 @@
+//! What can go wrong between user space and the program in the kernel.
+
+use std::path::PathBuf;
+
+use aya::{
+    maps::MapError,
+    programs::{links::LinkError, ProgramError},
+    EbpfError,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    #[error("loading the XDP object failed (are you root, with CAP_BPF and CAP_NET_ADMIN?)")]
+    Load(#[source] EbpfError),
+    #[error("the kernel verifier rejected the XDP program")]
+    Verifier {
+        #[source]
+        source: ProgramError,
+    },
+    #[error("the object has no XDP program named {}", super::PROGRAM_NAME)]
+    MissingProgram,
+    #[error("the object has no map {name}, or it has an unexpected type")]
+    MissingMap {
+        name: &'static str,
+        #[source]
+        source: Option<MapError>,
+    },
+    #[error("cannot create the pin directory {path} (is bpffs mounted there?)")]
+    PinDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the pinned object {path}")]
+    OpenPin {
+        path: PathBuf,
+        #[source]
+        source: MapError,
+    },
+    #[error(
+        "the map pinned at {path} has {what} {found}, this build needs {expected}; \
+         run `borderfilter detach` with the same --pin-dir to replace it \
+         (enforcement stops until the filter is started again)"
+    )]
+    PinnedMismatch {
+        path: PathBuf,
+        what: &'static str,
+        found: String,
+        expected: String,
+    },
+    #[error("{op} {what} in map {map} failed")]
+    Map {
+        op: &'static str,
+        map: &'static str,
+        what: String,
+        #[source]
+        source: MapError,
+    },
+    #[error("map {map} is full ({capacity} entries): cannot add {what}")]
+    MapFull {
+        map: &'static str,
+        capacity: u32,
+        what: String,
+    },
+    #[error("attaching to interface {iface} in {mode} mode failed")]
+    Attach {
+        iface: String,
+        mode: super::AttachMode,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("replacing the program on the link pinned at {path} failed")]
+    ReplaceProgram {
+        path: PathBuf,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("interface {iface} does not exist")]
+    NoSuchInterface { iface: String },
+    #[error("{op} the link pinned at {path} failed")]
+    Link {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: LinkError,
+    },
+    #[error("{op} {path} failed")]
+    PinIo {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("running the program on a test frame failed")]
+    TestRun {
+        #[source]
+        source: ProgramError,
+    },
+}

@@ -1,0 +1,264 @@
+//! Typed access to the program's maps: prefix entries, rules and counters.
+
+use std::net::IpAddr;
+
+use aya::{
+    maps::{lpm_trie::Key, Array, LpmTrie, Map, MapData, MapError, PerCpuArray},
+    Ebpf,
+};
+use filter_common::{maps as names, verdict, Counter, Entry, Rule};
+
+use super::DataplaneError;
+use crate::prefix::{Family, Prefix};
+
+/// One entry of a prefix trie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PrefixEntry {
+    pub prefix: Prefix,
+    pub entry: Entry,
+}
+
+/// The program's maps, taken out of the loaded object.
+pub struct Maps {
+    v4: Map,
+    v6: Map,
+    rules: Map,
+    rule_stats: Map,
+    verdicts: Map,
+}
+
+fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, DataplaneError> {
+    ebpf.take_map(name)
+        .ok_or(DataplaneError::MissingMap { name, source: None })
+}
+
+fn map_err(op: &'static str, map: &'static str, what: impl ToString) -> impl FnOnce(MapError) -> DataplaneError {
+    let what = what.to_string();
+    move |source| DataplaneError::Map {
+        op,
+        map,
+        what,
+        source,
+    }
+}
+
+fn errno(error: &MapError) -> Option<i32> {
+    match error {
+        MapError::SyscallError(e) => e.io_error.raw_os_error(),
+        _ => None,
+    }
+}
+
+impl Maps {
+    pub(super) fn take(ebpf: &mut Ebpf) -> Result<Self, DataplaneError> {
+        Ok(Self {
+            v4: take(ebpf, names::V4_PREFIXES)?,
+            v6: take(ebpf, names::V6_PREFIXES)?,
+            rules: take(ebpf, names::RULES)?,
+            rule_stats: take(ebpf, names::RULE_STATS)?,
+            verdicts: take(ebpf, names::VERDICT_STATS)?,
+        })
+    }
+
+    fn trie_name(family: Family) -> &'static str {
+        match family {
+            Family::V4 => names::V4_PREFIXES,
+            Family::V6 => names::V6_PREFIXES,
+        }
+    }
+
+    fn map_data(map: &Map) -> &MapData {
+        match map {
+            Map::LpmTrie(m) | Map::Array(m) | Map::PerCpuArray(m) => m,
+            // `take` only ever stores the three kinds above.
+            other => unreachable!("unexpected map kind {other:?}"),
+        }
+    }
+
+    /// Capacity (max entries) of the trie for `family`, as the kernel reports it.
+    pub fn capacity(&self, family: Family) -> Result<u32, DataplaneError> {
+        let map = match family {
+            Family::V4 => &self.v4,
+            Family::V6 => &self.v6,
+        };
+        Self::map_data(map)
+            .info()
+            .map(|i| i.max_entries())
+            .map_err(map_err("reading the capacity of", Self::trie_name(family), "the map"))
+    }
+
+    /// Adds `prefix` or changes its entry.
+    pub fn insert(&mut self, prefix: &Prefix, entry: Entry) -> Result<(), DataplaneError> {
+        let family = prefix.family();
+        let name = Self::trie_name(family);
+        let result = match prefix.addr() {
+            IpAddr::V4(a) => trie_v4(&mut self.v4)?.insert(&Key::new(prefix.len().into(), a.octets()), entry, 0),
+            IpAddr::V6(a) => trie_v6(&mut self.v6)?.insert(&Key::new(prefix.len().into(), a.octets()), entry, 0),
+        };
+        match result {
+            Err(e) if matches!(errno(&e), Some(libc::ENOSPC) | Some(libc::E2BIG)) => {
+                Err(DataplaneError::MapFull {
+                    map: name,
+                    capacity: self.capacity(family).unwrap_or(0),
+                    what: prefix.to_string(),
+                })
+            }
+            other => other.map_err(map_err("inserting", name, prefix)),
+        }
+    }
+
+    /// Removes `prefix`; removing an absent prefix is not an error.
+    pub fn remove(&mut self, prefix: &Prefix) -> Result<(), DataplaneError> {
+        let name = Self::trie_name(prefix.family());
+        let result = match prefix.addr() {
+            IpAddr::V4(a) => trie_v4(&mut self.v4)?.remove(&Key::new(prefix.len().into(), a.octets())),
+            IpAddr::V6(a) => trie_v6(&mut self.v6)?.remove(&Key::new(prefix.len().into(), a.octets())),
+        };
+        match result {
+            Err(e) if matches!(e, MapError::KeyNotFound) || errno(&e) == Some(libc::ENOENT) => Ok(()),
+            other => other.map_err(map_err("removing", name, prefix)),
+        }
+    }
+
+    /// The entry the kernel's longest-prefix match gives for `addr`, as the program sees it.
+    pub fn lookup(&self, addr: IpAddr) -> Result<Option<Entry>, DataplaneError> {
+        let name = Self::trie_name(Prefix::host(addr).family());
+        let result = match addr {
+            IpAddr::V4(a) => trie_v4_ref(&self.v4)?.get(&Key::new(32, a.octets()), 0),
+            IpAddr::V6(a) => trie_v6_ref(&self.v6)?.get(&Key::new(128, a.octets()), 0),
+        };
+        match result {
+            Ok(entry) => Ok(Some(entry)),
+            Err(e) if matches!(e, MapError::KeyNotFound) || errno(&e) == Some(libc::ENOENT) => Ok(None),
+            Err(e) => Err(map_err("looking up", name, addr)(e)),
+        }
+    }
+
+    /// Every entry of the trie for `family`, sorted by prefix.
+    pub fn prefixes(&self, family: Family) -> Result<Vec<PrefixEntry>, DataplaneError> {
+        let name = Self::trie_name(family);
+        let mut out = Vec::new();
+        match family {
+            Family::V4 => {
+                for item in trie_v4_ref(&self.v4)?.iter() {
+                    let (key, entry) = item.map_err(map_err("listing", name, "entries"))?;
+                    let prefix = Prefix::new_truncating(IpAddr::from(key.data()), key.prefix_len() as u8);
+                    out.push(PrefixEntry { prefix, entry });
+                }
+            }
+            Family::V6 => {
+                for item in trie_v6_ref(&self.v6)?.iter() {
+                    let (key, entry) = item.map_err(map_err("listing", name, "entries"))?;
+                    let prefix = Prefix::new_truncating(IpAddr::from(key.data()), key.prefix_len() as u8);
+                    out.push(PrefixEntry { prefix, entry });
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    pub fn set_rule(&mut self, number: u32, rule: Rule) -> Result<(), DataplaneError> {
+        self.rules_mut()?
+            .set(number, rule, 0)
+            .map_err(map_err("writing", names::RULES, format!("rule {number}")))
+    }
+
+    pub fn rule(&self, number: u32) -> Result<Rule, DataplaneError> {
+        self.rules_ref()?
+            .get(&number, 0)
+            .map_err(map_err("reading", names::RULES, format!("rule {number}")))
+    }
+
+    /// Every rule slot that is in use, by number.
+    pub fn rules(&self) -> Result<Vec<(u32, Rule)>, DataplaneError> {
+        let mut out = Vec::new();
+        for (number, rule) in self.rules_ref()?.iter().enumerate() {
+            let rule = rule.map_err(map_err("listing", names::RULES, "rules"))?;
+            if rule != Rule::default() {
+                out.push((number as u32, rule));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Packets and bytes counted for rule `number`, summed over CPUs.
+    pub fn rule_counter(&self, number: u32) -> Result<Counter, DataplaneError> {
+        let stats = per_cpu(&self.rule_stats, names::RULE_STATS)?;
+        let values = stats
+            .get(&number, 0)
+            .map_err(map_err("reading", names::RULE_STATS, format!("rule {number}")))?;
+        Ok(sum(values.iter()))
+    }
+
+    /// Zeroes the counters of rule `number` (before the slot is given to a new order).
+    pub fn reset_rule_counter(&mut self, number: u32) -> Result<(), DataplaneError> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| DataplaneError::Map {
+            op: "counting CPUs for",
+            map: names::RULE_STATS,
+            what: format!("rule {number}"),
+            source: MapError::SyscallError(aya::sys::SyscallError { call: "nr_cpus", io_error: e }),
+        })?;
+        let zeros = aya::maps::PerCpuValues::try_from(vec![Counter::default(); cpus])
+            .expect("one value per CPU");
+        let mut stats: PerCpuArray<&mut MapData, Counter> = PerCpuArray::try_from(&mut self.rule_stats)
+            .map_err(|source| DataplaneError::MissingMap { name: names::RULE_STATS, source: Some(source) })?;
+        stats
+            .set(number, zeros, 0)
+            .map_err(map_err("resetting", names::RULE_STATS, format!("rule {number}")))
+    }
+
+    /// Packets and bytes per verdict, summed over CPUs, indexed by `verdict` constants.
+    pub fn verdict_counters(&self) -> Result<[Counter; verdict::COUNT as usize], DataplaneError> {
+        let stats = per_cpu(&self.verdicts, names::VERDICT_STATS)?;
+        let mut out = [Counter::default(); verdict::COUNT as usize];
+        for (index, slot) in out.iter_mut().enumerate() {
+            let values = stats
+                .get(&(index as u32), 0)
+                .map_err(map_err("reading", names::VERDICT_STATS, verdict::NAMES[index]))?;
+            *slot = sum(values.iter());
+        }
+        Ok(out)
+    }
+
+    fn rules_ref(&self) -> Result<Array<&MapData, Rule>, DataplaneError> {
+        Array::try_from(&self.rules).map_err(|source| DataplaneError::MissingMap {
+            name: names::RULES,
+            source: Some(source),
+        })
+    }
+
+    fn rules_mut(&mut self) -> Result<Array<&mut MapData, Rule>, DataplaneError> {
+        Array::try_from(&mut self.rules).map_err(|source| DataplaneError::MissingMap {
+            name: names::RULES,
+            source: Some(source),
+        })
+    }
+}
+
+fn sum<'a>(values: impl Iterator<Item = &'a Counter>) -> Counter {
+    values.fold(Counter::default(), |acc, c| Counter {
+        packets: acc.packets + c.packets,
+        bytes: acc.bytes + c.bytes,
+    })
+}
+
+fn per_cpu<'a>(map: &'a Map, name: &'static str) -> Result<PerCpuArray<&'a MapData, Counter>, DataplaneError> {
+    PerCpuArray::try_from(map).map_err(|source| DataplaneError::MissingMap { name, source: Some(source) })
+}
+
+fn trie_v4(map: &mut Map) -> Result<LpmTrie<&mut MapData, [u8; 4], Entry>, DataplaneError> {
+    LpmTrie::try_from(map).map_err(|source| DataplaneError::MissingMap { name: names::V4_PREFIXES, source: Some(source) })
+}
+
+fn trie_v6(map: &mut Map) -> Result<LpmTrie<&mut MapData, [u8; 16], Entry>, DataplaneError> {
+    LpmTrie::try_from(map).map_err(|source| DataplaneError::MissingMap { name: names::V6_PREFIXES, source: Some(source) })
+}
+
+fn trie_v4_ref(map: &Map) -> Result<LpmTrie<&MapData, [u8; 4], Entry>, DataplaneError> {
+    LpmTrie::try_from(map).map_err(|source| DataplaneError::MissingMap { name: names::V4_PREFIXES, source: Some(source) })
+}
+
+fn trie_v6_ref(map: &Map) -> Result<LpmTrie<&MapData, [u8; 16], Entry>, DataplaneError> {
+    LpmTrie::try_from(map).map_err(|source| DataplaneError::MissingMap { name: names::V6_PREFIXES, source: Some(source) })
+}

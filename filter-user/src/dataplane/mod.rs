@@ -1,0 +1,167 @@
+//! The XDP program in the kernel: loading it (reusing pinned maps), attaching it, and
+//! typed access to its maps.
+//!
+//! - `object`: the embedded program and the shape of every map it declares;
+//! - `maps`: typed reads and writes (prefix entries, rules, counters);
+//! - `attach`: attaching to interfaces, pinned links, detaching;
+//! - `model`: a plain-Rust model of the program's decision, for tests and `check`.
+
+mod attach;
+mod error;
+mod maps;
+pub mod model;
+mod object;
+
+use std::path::{Path, PathBuf};
+
+use aya::{
+    programs::{TestRun, TestRunOptions, Xdp},
+    Ebpf, EbpfLoader,
+};
+use filter_common::maps as names;
+
+pub use attach::{AttachMode, Attachment};
+pub use error::DataplaneError;
+pub use maps::{Maps, PrefixEntry};
+pub use object::{MapShape, OBJECT, PROGRAM_NAME};
+
+/// How to load the program.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// bpffs directory for pins. `None`: nothing is pinned and everything goes away with
+    /// this process (tests, benchmarks).
+    pub pin_dir: Option<PathBuf>,
+    /// Capacity of the IPv4 trie when it is created (an existing pinned map keeps its own).
+    pub v4_capacity: u32,
+    /// Capacity of the IPv6 trie when it is created.
+    pub v6_capacity: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            pin_dir: None,
+            v4_capacity: names::DEFAULT_PREFIX_CAPACITY,
+            v6_capacity: names::DEFAULT_PREFIX_CAPACITY,
+        }
+    }
+}
+
+/// The loaded program and its maps.
+pub struct Dataplane {
+    ebpf: Ebpf,
+    maps: Maps,
+    pin_dir: Option<PathBuf>,
+    /// True when the maps were already pinned (a restart), false when created now.
+    reused: bool,
+}
+
+impl Dataplane {
+    /// Loads the program through the verifier. With a pin directory, maps pinned there
+    /// are reused (their contents keep enforcing) after checking that their shape is
+    /// the one this build expects; missing ones are created and pinned.
+    pub fn load(options: &LoadOptions) -> Result<Self, DataplaneError> {
+        raise_memlock_limit();
+        let mut loader = EbpfLoader::new();
+        loader
+            .map_max_entries(names::V4_PREFIXES, options.v4_capacity)
+            .map_max_entries(names::V6_PREFIXES, options.v6_capacity);
+        let mut reused = false;
+        if let Some(dir) = &options.pin_dir {
+            std::fs::create_dir_all(dir).map_err(|source| DataplaneError::PinDir {
+                path: dir.clone(),
+                source,
+            })?;
+            for shape in &object::SHAPES {
+                let path = dir.join(shape.name);
+                if path.exists() {
+                    shape.check_pinned(&path)?;
+                    reused = true;
+                }
+                loader.map_pin_path(shape.name, path);
+            }
+        }
+        let mut ebpf = loader.load(OBJECT).map_err(DataplaneError::Load)?;
+        program_mut(&mut ebpf)?
+            .load()
+            .map_err(|source| DataplaneError::Verifier { source })?;
+        let maps = Maps::take(&mut ebpf)?;
+        Ok(Self {
+            ebpf,
+            maps,
+            pin_dir: options.pin_dir.clone(),
+            reused,
+        })
+    }
+
+    pub fn maps(&self) -> &Maps {
+        &self.maps
+    }
+
+    pub fn maps_mut(&mut self) -> &mut Maps {
+        &mut self.maps
+    }
+
+    /// True when this load found the maps already pinned and reused them.
+    pub fn reused_pinned_maps(&self) -> bool {
+        self.reused
+    }
+
+    pub fn pin_dir(&self) -> Option<&Path> {
+        self.pin_dir.as_deref()
+    }
+
+    /// The filter program.
+    pub fn program(&self) -> Result<&Xdp, DataplaneError> {
+        let program = self
+            .ebpf
+            .program(PROGRAM_NAME)
+            .ok_or(DataplaneError::MissingProgram)?;
+        program.try_into().map_err(|_| DataplaneError::MissingProgram)
+    }
+
+    pub(crate) fn program_mut(&mut self) -> Result<&mut Xdp, DataplaneError> {
+        program_mut(&mut self.ebpf)
+    }
+
+    /// Runs the loaded program once on `frame` (BPF_PROG_TEST_RUN) and returns the XDP
+    /// action it chose. Counters are updated as for a real packet.
+    pub fn test_run(&self, frame: &[u8]) -> Result<u32, DataplaneError> {
+        let mut out = vec![0u8; frame.len().max(64) + 256];
+        let options = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..TestRunOptions::new()
+        };
+        let result = self
+            .program()?
+            .test_run(options)
+            .map_err(|source| DataplaneError::TestRun { source })?;
+        Ok(result.return_value)
+    }
+}
+
+fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, DataplaneError> {
+    let program = ebpf
+        .program_mut(PROGRAM_NAME)
+        .ok_or(DataplaneError::MissingProgram)?;
+    program.try_into().map_err(|_| DataplaneError::MissingProgram)
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; newer ones use the memory
+/// cgroup and ignore it. Raising it is harmless either way; failing to is not fatal
+/// (the load itself reports EPERM with a clear error if it mattered).
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads the struct we pass and nothing else.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
+    if rc != 0 {
+        log::debug!(
+            "could not raise RLIMIT_MEMLOCK: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
