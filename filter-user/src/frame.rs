@@ -270,3 +270,33 @@ mod tests {
         assert_eq!(bytes.len(), 22 + 40 + 16 + 8 + 18);
     }
 }
+
+#[cfg(test)]
+mod parser_policy {
+    //! The parser's policy on frames the kernel never lets BPF_PROG_TEST_RUN feed to the
+    //! program (shorter than an Ethernet header): malformed, hence passed.
+    use filter_common::parse::{parse_slice, Parsed};
+
+    #[test]
+    fn frames_shorter_than_ethernet_are_malformed() {
+        for len in 0..14 {
+            let mut frame = vec![0u8; len];
+            if len >= 13 {
+                frame[12] = 0x08; // first byte of the IPv4 ethertype
+            }
+            assert_eq!(parse_slice(&frame), Parsed::Malformed, "{len}-byte frame");
+        }
+    }
+
+    #[test]
+    fn addresses_come_out_in_network_order() {
+        let frame = super::Frame::v4("192.0.2.1".parse().unwrap(), "198.51.100.2".parse().unwrap());
+        assert_eq!(
+            parse_slice(&frame.bytes()),
+            Parsed::V4 {
+                src: [192, 0, 2, 1],
+                dst: [198, 51, 100, 2]
+            }
+        );
+    }
+}

@@ -25,6 +25,16 @@ pub use error::DataplaneError;
 pub use maps::{Maps, PrefixEntry};
 pub use object::{MapShape, OBJECT, PROGRAM_NAME};
 
+/// The XDP actions of the kernel ABI (`enum xdp_action` in `linux/bpf.h`), as
+/// [`Dataplane::test_run`] returns them.
+pub mod xdp_action {
+    pub const ABORTED: u32 = 0;
+    pub const DROP: u32 = 1;
+    pub const PASS: u32 = 2;
+    pub const TX: u32 = 3;
+    pub const REDIRECT: u32 = 4;
+}
+
 /// How to load the program.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {

@@ -1,0 +1,238 @@
+//! Randomized tests of the loaded program against the plain-Rust model of its decision:
+//! random nested prefix sets and addresses, and random frames of any length and content.
+
+mod common;
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use common::*;
+use filter_common::{action, parse, types::EXCEPTION_RULE, verdict, Entry};
+use filter_user::{
+    dataplane::{model, xdp_action, Dataplane, PrefixEntry},
+    frame::{Frame, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6},
+    prefix::Prefix,
+};
+use rand::{rngs::SmallRng, Rng};
+
+const RULES: u32 = 12;
+const ADDRESSES: usize = 10_000;
+
+/// Documentation ranges: every prefix and address of these tests lies inside them.
+const V4_RANGES: [[u8; 3]; 3] = [[192, 0, 2], [198, 51, 100], [203, 0, 113]];
+
+fn random_v4(rng: &mut SmallRng) -> Ipv4Addr {
+    let r = V4_RANGES[rng.random_range(0..V4_RANGES.len())];
+    Ipv4Addr::new(r[0], r[1], r[2], rng.random())
+}
+
+fn random_v6(rng: &mut SmallRng) -> Ipv6Addr {
+    // 2001:db8::/32, with the next 16 bits drawn from a few values so prefixes nest.
+    let third: u16 = [0, 1, 0x66, 0xffff][rng.random_range(0..4)];
+    let low: u128 = rng.random::<u128>() >> 32;
+    Ipv6Addr::from((0x2001_0db8u128 << 96) | (u128::from(third) << 80) | (low & ((1 << 80) - 1)))
+}
+
+/// A random address inside `p`.
+fn inside(rng: &mut SmallRng, p: &Prefix) -> IpAddr {
+    match p.addr() {
+        IpAddr::V4(a) => {
+            let host = if p.len() == 32 { 0 } else { rng.random::<u32>() >> p.len() };
+            IpAddr::V4(Ipv4Addr::from(u32::from(a) | host))
+        }
+        IpAddr::V6(a) => {
+            let host = if p.len() == 128 { 0 } else { rng.random::<u128>() >> p.len() };
+            IpAddr::V6(Ipv6Addr::from(u128::from(a) | host))
+        }
+    }
+}
+
+/// Random entries with heavy nesting: lengths /24-/32 for IPv4 and /32-/128 for IPv6,
+/// each naming random rules per direction (0 = none).
+fn random_entries(rng: &mut SmallRng, count: usize) -> Vec<PrefixEntry> {
+    let mut by_prefix = HashMap::new();
+    while by_prefix.len() < count {
+        let prefix = if rng.random_bool(0.6) {
+            Prefix::new_truncating(IpAddr::V4(random_v4(rng)), rng.random_range(24..=32))
+        } else {
+            let len = [32, 40, 48, 56, 64, 96, 112, 127, 128][rng.random_range(0..9)];
+            Prefix::new_truncating(IpAddr::V6(random_v6(rng)), len)
+        };
+        let mut rule = || if rng.random_bool(0.2) { 0 } else { rng.random_range(1..RULES) };
+        let entry = Entry { dst_rule: rule(), src_rule: rule() };
+        by_prefix.insert(prefix, entry);
+    }
+    by_prefix.into_iter().map(|(prefix, entry)| PrefixEntry { prefix, entry }).collect()
+}
+
+/// Rule 1 is the exception rule; the others get random actions, some slots left unused.
+fn random_actions(rng: &mut SmallRng) -> HashMap<u32, u8> {
+    let mut actions = HashMap::from([(EXCEPTION_RULE, action::EXEMPT)]);
+    for rule in 2..RULES {
+        let a = [action::DROP, action::DROP, action::MONITOR, action::EXEMPT, action::NONE][rng.random_range(0..5)];
+        actions.insert(rule, a);
+    }
+    actions
+}
+
+fn install(dp: &mut Dataplane, entries: &[PrefixEntry], actions: &HashMap<u32, u8>) {
+    for (&rule, &a) in actions {
+        set_rule(dp, rule, a);
+    }
+    for e in entries {
+        dp.maps_mut().insert(&e.prefix, e.entry).expect("inserting an entry");
+    }
+}
+
+/// The verdict and rule the program gave to `frame`, read from the counters it moved.
+#[track_caller]
+fn observe(dp: &Dataplane, frame: &[u8]) -> (u32, u32, Option<u32>) {
+    let before = counters(dp, RULES);
+    let action = dp.test_run(frame).expect("test_run");
+    let after = counters(dp, RULES);
+    let moved = |b: &[filter_common::Counter], a: &[filter_common::Counter]| -> Vec<usize> {
+        (0..a.len()).filter(|&i| a[i].packets != b[i].packets).collect()
+    };
+    let verdicts = moved(&before.verdicts, &after.verdicts);
+    let rules = moved(&before.rules, &after.rules);
+    assert_eq!(verdicts.len(), 2, "a frame must move SEEN and exactly one verdict: {verdicts:?}");
+    assert!(rules.len() <= 1, "a frame moved several rule counters: {rules:?}");
+    (action, verdicts[1] as u32, rules.first().map(|&r| r as u32))
+}
+
+fn expected_action(verdict_index: u32) -> u32 {
+    match verdict_index {
+        verdict::DROP | verdict::REDIRECT => xdp_action::DROP,
+        _ => xdp_action::PASS,
+    }
+}
+
+#[test]
+fn program_agrees_with_the_model_on_random_nested_prefixes() {
+    let mut rng = rng("differential");
+    let mut dp = load();
+    let entries = random_entries(&mut rng, 3_000);
+    let actions = random_actions(&mut rng);
+    install(&mut dp, &entries, &actions);
+
+    let mut mismatches = Vec::new();
+    let mut seen_verdicts = HashMap::new();
+    for i in 0..ADDRESSES {
+        // Half the addresses inside some entry (often a nested one), half anywhere.
+        let v6 = rng.random_bool(0.4);
+        let pick = |rng: &mut SmallRng| -> IpAddr {
+            let candidates: Vec<_> = entries.iter().filter(|e| e.prefix.addr().is_ipv6() == v6).collect();
+            if rng.random_bool(0.5) && !candidates.is_empty() {
+                let prefix = candidates[rng.random_range(0..candidates.len())].prefix;
+                inside(rng, &prefix)
+            } else if v6 {
+                IpAddr::V6(random_v6(rng))
+            } else {
+                IpAddr::V4(random_v4(rng))
+            }
+        };
+        let (src, dst) = (pick(&mut rng), pick(&mut rng));
+        let mut frame = Frame::ip(src, dst);
+        if i % 7 == 0 {
+            frame = frame.tagged(ETH_P_8021Q);
+        }
+        let (want_verdict, want_rule) = model::decide(&entries, &actions, src, dst);
+        let (action, got_verdict, got_rule) = observe(&dp, &frame.bytes());
+        let want_rule = (want_rule != 0).then_some(want_rule);
+        *seen_verdicts.entry(want_verdict).or_insert(0) += 1;
+        if (action, got_verdict, got_rule) != (expected_action(want_verdict), want_verdict, want_rule) {
+            mismatches.push(format!(
+                "{src} -> {dst}: program gave action {action}, verdict {got_verdict}, rule {got_rule:?}; model says verdict {want_verdict}, rule {want_rule:?}"
+            ));
+        }
+    }
+    assert!(mismatches.is_empty(), "{} of {ADDRESSES} addresses disagree:\n{}", mismatches.len(),
+        mismatches.iter().take(20).cloned().collect::<Vec<_>>().join("\n"));
+    // The test only means something if every kind of outcome occurred.
+    for v in [verdict::PASS, verdict::DROP, verdict::MONITOR, verdict::EXEMPT] {
+        assert!(seen_verdicts.get(&v).copied().unwrap_or(0) > 50,
+            "verdict {} occurred too rarely to be tested: {seen_verdicts:?}", verdict::NAMES[v as usize]);
+    }
+}
+
+/// A random frame biased towards the paths the parser takes: an IP or VLAN ethertype
+/// with random bytes behind it, sometimes a real IP header with random fields.
+fn random_frame(rng: &mut SmallRng, entries: &[PrefixEntry]) -> Vec<u8> {
+    let len = rng.random_range(0..=1600usize);
+    let mut bytes: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+    if rng.random_bool(0.5) {
+        // A well-formed frame, then damaged: truncated, or with random bytes overwritten.
+        let pick = |rng: &mut SmallRng| {
+            let prefix = entries[rng.random_range(0..entries.len())].prefix;
+            inside(rng, &prefix)
+        };
+        let (mut src, mut dst) = (pick(rng), pick(rng));
+        if src.is_ipv4() != dst.is_ipv4() {
+            dst = src;
+            src = pick(rng);
+            if src.is_ipv4() != dst.is_ipv4() { src = dst; }
+        }
+        let mut f = Frame::ip(src, dst).with_data_len(rng.random_range(0..64));
+        for _ in 0..rng.random_range(0..=3) {
+            f = f.tagged([ETH_P_8021Q, ETH_P_8021AD][rng.random_range(0..2)]);
+        }
+        if src.is_ipv4() && rng.random_bool(0.3) {
+            f = f.with_ipv4_options(4 * rng.random_range(0..=10));
+        }
+        bytes = f.bytes();
+        if rng.random_bool(0.3) {
+            bytes.truncate(rng.random_range(0..=bytes.len()));
+        }
+        for _ in 0..rng.random_range(0..3) {
+            if !bytes.is_empty() {
+                let i = rng.random_range(0..bytes.len().min(80));
+                bytes[i] = rng.random();
+            }
+        }
+    } else if len >= parse::ETH_HLEN {
+        let ethertype = [ETH_P_IP, ETH_P_IPV6, ETH_P_8021Q, ETH_P_8021AD, rng.random()][rng.random_range(0..5)];
+        bytes[12..14].copy_from_slice(&ethertype.to_be_bytes());
+    }
+    bytes
+}
+
+#[test]
+fn random_frames_never_abort_and_agree_with_the_model() {
+    let mut rng = rng("random frames");
+    let mut dp = load();
+    let entries = random_entries(&mut rng, 500);
+    let actions = random_actions(&mut rng);
+    install(&mut dp, &entries, &actions);
+
+    let mut refused = 0;
+    let mut by_verdict = HashMap::new();
+    for _ in 0..20_000 {
+        let frame = random_frame(&mut rng, &entries);
+        if frame.len() < parse::ETH_HLEN {
+            // The kernel does not run XDP on such frames (see xdp_fixtures.rs).
+            assert!(dp.test_run(&frame).is_err(), "a {}-byte frame was run", frame.len());
+            refused += 1;
+            continue;
+        }
+        let (action, got_verdict, got_rule) = observe(&dp, &frame);
+        assert_ne!(action, xdp_action::ABORTED, "XDP_ABORTED for frame {frame:02x?}");
+        let (want_verdict, want_rule) = match parse::parse_slice(&frame) {
+            parse::Parsed::V4 { src, dst } => model::decide(&entries, &actions, IpAddr::from(src), IpAddr::from(dst)),
+            parse::Parsed::V6 { src, dst } => model::decide(&entries, &actions, IpAddr::from(src), IpAddr::from(dst)),
+            parse::Parsed::NotIp => (verdict::NOT_IP, 0),
+            parse::Parsed::Malformed => (verdict::MALFORMED, 0),
+        };
+        assert_eq!(
+            (action, got_verdict, got_rule),
+            (expected_action(want_verdict), want_verdict, (want_rule != 0).then_some(want_rule)),
+            "program and model disagree on frame {frame:02x?}"
+        );
+        *by_verdict.entry(verdict::NAMES[got_verdict as usize]).or_insert(0) += 1;
+    }
+    eprintln!("random frames: {by_verdict:?}, {refused} refused by the kernel");
+    for v in ["malformed", "not_ip", "drop", "pass"] {
+        assert!(by_verdict.get(v).copied().unwrap_or(0) > 100, "too few {v} frames: {by_verdict:?}");
+    }
+}
