@@ -23,7 +23,9 @@ const OBJECT_NAME: &str = "filter";
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest_dir.parent().expect("filter-user sits in the workspace root");
+    let root = manifest_dir
+        .parent()
+        .expect("filter-user sits in the workspace root");
     for input in ["filter-ebpf", "filter-common", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(input).display());
     }
@@ -64,7 +66,12 @@ fn main() {
     cmd.env("RUSTC", BPF_RUSTC).env("RUSTC_BOOTSTRAP", "1");
     cmd.env(
         "CARGO_ENCODED_RUSTFLAGS",
-        ["--cfg=bpf_target_arch=\"x86_64\"", "-Cdebuginfo=2", "-Clink-arg=--btf"].join("\x1f"),
+        [
+            "--cfg=bpf_target_arch=\"x86_64\"",
+            "-Cdebuginfo=2",
+            "-Clink-arg=--btf",
+        ]
+        .join("\x1f"),
     );
     cmd.env("PATH", search_path());
 
@@ -74,7 +81,10 @@ fn main() {
     if !status.success() {
         panic!("building filter-ebpf for {BPF_TARGET} failed ({status}); see the errors above");
     }
-    let object = target_dir.join(BPF_TARGET).join("release").join(OBJECT_NAME);
+    let object = target_dir
+        .join(BPF_TARGET)
+        .join("release")
+        .join(OBJECT_NAME);
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo")).join("filter.o");
     std::fs::copy(&object, &out)
         .unwrap_or_else(|e| panic!("copying {} to {}: {e}", object.display(), out.display()));

@@ -65,7 +65,8 @@ impl Bounds {
         // SAFETY: `ptr_at` checked that the whole `T` lies inside the frame, which `new`'s
         // caller promised is readable; `read_unaligned` because headers after VLAN tags
         // or IP options have no alignment guarantee.
-        self.ptr_at::<T>(offset).map(|p| unsafe { p.read_unaligned() })
+        self.ptr_at::<T>(offset)
+            .map(|p| unsafe { p.read_unaligned() })
     }
 
     #[inline(always)]

@@ -105,7 +105,10 @@ impl Frame {
 
     pub fn with_ipv4_options(mut self, bytes: usize) -> Self {
         if let Payload::V4 { options, .. } = &mut self.payload {
-            assert!(bytes % 4 == 0 && bytes <= 40, "IPv4 options are 0..=40 bytes, 4-aligned");
+            assert!(
+                bytes.is_multiple_of(4) && bytes <= 40,
+                "IPv4 options are 0..=40 bytes, 4-aligned"
+            );
             *options = bytes;
         }
         self
@@ -248,21 +251,31 @@ mod tests {
 
     #[test]
     fn ipv4_header_checksum_verifies() {
-        let bytes = Frame::v4("192.0.2.1".parse().unwrap(), "198.51.100.1".parse().unwrap())
-            .with_ipv4_options(8)
-            .bytes();
+        let bytes = Frame::v4(
+            "192.0.2.1".parse().unwrap(),
+            "198.51.100.1".parse().unwrap(),
+        )
+        .with_ipv4_options(8)
+        .bytes();
         let header = &bytes[14..14 + 28];
         assert_eq!(header[0], 0x47, "version 4, IHL 7");
-        assert_eq!(internet_checksum(header), 0, "a correct header sums to zero");
+        assert_eq!(
+            internet_checksum(header),
+            0,
+            "a correct header sums to zero"
+        );
     }
 
     #[test]
     fn tags_and_extensions_land_where_expected() {
-        let bytes = Frame::v6("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap())
-            .tagged(ETH_P_8021AD)
-            .tagged(ETH_P_8021Q)
-            .with_extensions(&[0, 60])
-            .bytes();
+        let bytes = Frame::v6(
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8::2".parse().unwrap(),
+        )
+        .tagged(ETH_P_8021AD)
+        .tagged(ETH_P_8021Q)
+        .with_extensions(&[0, 60])
+        .bytes();
         assert_eq!(&bytes[12..14], &ETH_P_8021AD.to_be_bytes());
         assert_eq!(&bytes[16..18], &ETH_P_8021Q.to_be_bytes());
         assert_eq!(&bytes[20..22], &ETH_P_IPV6.to_be_bytes());
@@ -290,7 +303,10 @@ mod parser_policy {
 
     #[test]
     fn addresses_come_out_in_network_order() {
-        let frame = super::Frame::v4("192.0.2.1".parse().unwrap(), "198.51.100.2".parse().unwrap());
+        let frame = super::Frame::v4(
+            "192.0.2.1".parse().unwrap(),
+            "198.51.100.2".parse().unwrap(),
+        );
         assert_eq!(
             parse_slice(&frame.bytes()),
             Parsed::V4 {

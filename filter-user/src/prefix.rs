@@ -55,7 +55,11 @@ impl Prefix {
     /// Panics if `len` exceeds the family's width (a programming error, not input).
     pub fn new_truncating(addr: IpAddr, len: u8) -> Self {
         let family = family_of(addr);
-        assert!(len <= family.bits(), "prefix length {len} > {}", family.bits());
+        assert!(
+            len <= family.bits(),
+            "prefix length {len} > {}",
+            family.bits()
+        );
         Self {
             addr: mask(addr, len),
             len,
@@ -71,7 +75,7 @@ impl Prefix {
         self.addr
     }
 
-    pub fn len(&self) -> u8 {
+    pub fn length(&self) -> u8 {
         self.len
     }
 
@@ -210,7 +214,8 @@ mod tests {
 
     #[track_caller]
     fn p(s: &str) -> Prefix {
-        s.parse().unwrap_or_else(|e| panic!("{s:?} should parse: {e}"))
+        s.parse()
+            .unwrap_or_else(|e| panic!("{s:?} should parse: {e}"))
     }
 
     #[test]
@@ -219,7 +224,7 @@ mod tests {
         assert_eq!(p("203.0.113.7").to_string(), "203.0.113.7/32");
         assert_eq!(p("2001:db8:66::/48").to_string(), "2001:db8:66::/48");
         assert_eq!(p("2001:db8::1").to_string(), "2001:db8::1/128");
-        assert_eq!(p("0.0.0.0/0").len(), 0);
+        assert_eq!(p("0.0.0.0/0").length(), 0);
     }
 
     #[test]
@@ -230,14 +235,26 @@ mod tests {
             "198.51.100.7/24 has host bits set; the network is 198.51.100.0/24"
         );
         let err = "2001:db8::1/32".parse::<Prefix>().unwrap_err();
-        assert!(err.to_string().ends_with("the network is 2001:db8::/32"), "{err}");
+        assert!(
+            err.to_string().ends_with("the network is 2001:db8::/32"),
+            "{err}"
+        );
     }
 
     #[test]
     fn rejects_bad_syntax_and_lengths() {
-        for bad in ["", "/", "198.51.100", "198.51.100.0/", "198.51.100.0/+8", "x/8",
-            "198.51.100.0/24/1", " 198.51.100.0/24", "010.0.0.1", "1.2.3.4/ 8"]
-        {
+        for bad in [
+            "",
+            "/",
+            "198.51.100",
+            "198.51.100.0/",
+            "198.51.100.0/+8",
+            "x/8",
+            "198.51.100.0/24/1",
+            " 198.51.100.0/24",
+            "010.0.0.1",
+            "1.2.3.4/ 8",
+        ] {
             assert!(
                 matches!(bad.parse::<Prefix>(), Err(PrefixError::Syntax { .. })),
                 "{bad:?} should be a syntax error, got {:?}",
@@ -246,7 +263,10 @@ mod tests {
         }
         for bad in ["198.51.100.0/33", "2001:db8::/129", "198.51.100.0/300"] {
             assert!(
-                matches!(bad.parse::<Prefix>(), Err(PrefixError::LengthOutOfRange { .. })),
+                matches!(
+                    bad.parse::<Prefix>(),
+                    Err(PrefixError::LengthOutOfRange { .. })
+                ),
                 "{bad:?}"
             );
         }
@@ -266,10 +286,22 @@ mod tests {
 
     #[test]
     fn sorted_parents_come_first() {
-        let mut v = vec![p("198.51.100.128/25"), p("198.51.100.0/24"), p("2001:db8::/32"),
-            p("198.51.100.0/25")];
+        let mut v = [
+            p("198.51.100.128/25"),
+            p("198.51.100.0/24"),
+            p("2001:db8::/32"),
+            p("198.51.100.0/25"),
+        ];
         v.sort();
         let s: Vec<String> = v.iter().map(|p| p.to_string()).collect();
-        assert_eq!(s, ["198.51.100.0/24", "198.51.100.0/25", "198.51.100.128/25", "2001:db8::/32"]);
+        assert_eq!(
+            s,
+            [
+                "198.51.100.0/24",
+                "198.51.100.0/25",
+                "198.51.100.128/25",
+                "2001:db8::/32"
+            ]
+        );
     }
 }

@@ -39,11 +39,19 @@ fn random_v6(rng: &mut SmallRng) -> Ipv6Addr {
 fn inside(rng: &mut SmallRng, p: &Prefix) -> IpAddr {
     match p.addr() {
         IpAddr::V4(a) => {
-            let host = if p.len() == 32 { 0 } else { rng.random::<u32>() >> p.len() };
+            let host = if p.length() == 32 {
+                0
+            } else {
+                rng.random::<u32>() >> p.length()
+            };
             IpAddr::V4(Ipv4Addr::from(u32::from(a) | host))
         }
         IpAddr::V6(a) => {
-            let host = if p.len() == 128 { 0 } else { rng.random::<u128>() >> p.len() };
+            let host = if p.length() == 128 {
+                0
+            } else {
+                rng.random::<u128>() >> p.length()
+            };
             IpAddr::V6(Ipv6Addr::from(u128::from(a) | host))
         }
     }
@@ -60,18 +68,36 @@ fn random_entries(rng: &mut SmallRng, count: usize) -> Vec<PrefixEntry> {
             let len = [32, 40, 48, 56, 64, 96, 112, 127, 128][rng.random_range(0..9)];
             Prefix::new_truncating(IpAddr::V6(random_v6(rng)), len)
         };
-        let mut rule = || if rng.random_bool(0.2) { 0 } else { rng.random_range(1..RULES) };
-        let entry = Entry { dst_rule: rule(), src_rule: rule() };
+        let mut rule = || {
+            if rng.random_bool(0.2) {
+                0
+            } else {
+                rng.random_range(1..RULES)
+            }
+        };
+        let entry = Entry {
+            dst_rule: rule(),
+            src_rule: rule(),
+        };
         by_prefix.insert(prefix, entry);
     }
-    by_prefix.into_iter().map(|(prefix, entry)| PrefixEntry { prefix, entry }).collect()
+    by_prefix
+        .into_iter()
+        .map(|(prefix, entry)| PrefixEntry { prefix, entry })
+        .collect()
 }
 
 /// Rule 1 is the exception rule; the others get random actions, some slots left unused.
 fn random_actions(rng: &mut SmallRng) -> HashMap<u32, u8> {
     let mut actions = HashMap::from([(EXCEPTION_RULE, action::EXEMPT)]);
     for rule in 2..RULES {
-        let a = [action::DROP, action::DROP, action::MONITOR, action::EXEMPT, action::NONE][rng.random_range(0..5)];
+        let a = [
+            action::DROP,
+            action::DROP,
+            action::MONITOR,
+            action::EXEMPT,
+            action::NONE,
+        ][rng.random_range(0..5)];
         actions.insert(rule, a);
     }
     actions
@@ -82,7 +108,9 @@ fn install(dp: &mut Dataplane, entries: &[PrefixEntry], actions: &HashMap<u32, u
         set_rule(dp, rule, a);
     }
     for e in entries {
-        dp.maps_mut().insert(&e.prefix, e.entry).expect("inserting an entry");
+        dp.maps_mut()
+            .insert(&e.prefix, e.entry)
+            .expect("inserting an entry");
     }
 }
 
@@ -93,12 +121,21 @@ fn observe(dp: &Dataplane, frame: &[u8]) -> (u32, u32, Option<u32>) {
     let action = dp.test_run(frame).expect("test_run");
     let after = counters(dp, RULES);
     let moved = |b: &[filter_common::Counter], a: &[filter_common::Counter]| -> Vec<usize> {
-        (0..a.len()).filter(|&i| a[i].packets != b[i].packets).collect()
+        (0..a.len())
+            .filter(|&i| a[i].packets != b[i].packets)
+            .collect()
     };
     let verdicts = moved(&before.verdicts, &after.verdicts);
     let rules = moved(&before.rules, &after.rules);
-    assert_eq!(verdicts.len(), 2, "a frame must move SEEN and exactly one verdict: {verdicts:?}");
-    assert!(rules.len() <= 1, "a frame moved several rule counters: {rules:?}");
+    assert_eq!(
+        verdicts.len(),
+        2,
+        "a frame must move SEEN and exactly one verdict: {verdicts:?}"
+    );
+    assert!(
+        rules.len() <= 1,
+        "a frame moved several rule counters: {rules:?}"
+    );
     (action, verdicts[1] as u32, rules.first().map(|&r| r as u32))
 }
 
@@ -123,7 +160,10 @@ fn program_agrees_with_the_model_on_random_nested_prefixes() {
         // Half the addresses inside some entry (often a nested one), half anywhere.
         let v6 = rng.random_bool(0.4);
         let pick = |rng: &mut SmallRng| -> IpAddr {
-            let candidates: Vec<_> = entries.iter().filter(|e| e.prefix.addr().is_ipv6() == v6).collect();
+            let candidates: Vec<_> = entries
+                .iter()
+                .filter(|e| e.prefix.addr().is_ipv6() == v6)
+                .collect();
             if rng.random_bool(0.5) && !candidates.is_empty() {
                 let prefix = candidates[rng.random_range(0..candidates.len())].prefix;
                 inside(rng, &prefix)
@@ -142,18 +182,37 @@ fn program_agrees_with_the_model_on_random_nested_prefixes() {
         let (action, got_verdict, got_rule) = observe(&dp, &frame.bytes());
         let want_rule = (want_rule != 0).then_some(want_rule);
         *seen_verdicts.entry(want_verdict).or_insert(0) += 1;
-        if (action, got_verdict, got_rule) != (expected_action(want_verdict), want_verdict, want_rule) {
+        if (action, got_verdict, got_rule)
+            != (expected_action(want_verdict), want_verdict, want_rule)
+        {
             mismatches.push(format!(
                 "{src} -> {dst}: program gave action {action}, verdict {got_verdict}, rule {got_rule:?}; model says verdict {want_verdict}, rule {want_rule:?}"
             ));
         }
     }
-    assert!(mismatches.is_empty(), "{} of {ADDRESSES} addresses disagree:\n{}", mismatches.len(),
-        mismatches.iter().take(20).cloned().collect::<Vec<_>>().join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "{} of {ADDRESSES} addresses disagree:\n{}",
+        mismatches.len(),
+        mismatches
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     // The test only means something if every kind of outcome occurred.
-    for v in [verdict::PASS, verdict::DROP, verdict::MONITOR, verdict::EXEMPT] {
-        assert!(seen_verdicts.get(&v).copied().unwrap_or(0) > 50,
-            "verdict {} occurred too rarely to be tested: {seen_verdicts:?}", verdict::NAMES[v as usize]);
+    for v in [
+        verdict::PASS,
+        verdict::DROP,
+        verdict::MONITOR,
+        verdict::EXEMPT,
+    ] {
+        assert!(
+            seen_verdicts.get(&v).copied().unwrap_or(0) > 50,
+            "verdict {} occurred too rarely to be tested: {seen_verdicts:?}",
+            verdict::NAMES[v as usize]
+        );
     }
 }
 
@@ -172,7 +231,9 @@ fn random_frame(rng: &mut SmallRng, entries: &[PrefixEntry]) -> Vec<u8> {
         if src.is_ipv4() != dst.is_ipv4() {
             dst = src;
             src = pick(rng);
-            if src.is_ipv4() != dst.is_ipv4() { src = dst; }
+            if src.is_ipv4() != dst.is_ipv4() {
+                src = dst;
+            }
         }
         let mut f = Frame::ip(src, dst).with_data_len(rng.random_range(0..64));
         for _ in 0..rng.random_range(0..=3) {
@@ -192,7 +253,13 @@ fn random_frame(rng: &mut SmallRng, entries: &[PrefixEntry]) -> Vec<u8> {
             }
         }
     } else if len >= parse::ETH_HLEN {
-        let ethertype = [ETH_P_IP, ETH_P_IPV6, ETH_P_8021Q, ETH_P_8021AD, rng.random()][rng.random_range(0..5)];
+        let ethertype = [
+            ETH_P_IP,
+            ETH_P_IPV6,
+            ETH_P_8021Q,
+            ETH_P_8021AD,
+            rng.random(),
+        ][rng.random_range(0..5)];
         bytes[12..14].copy_from_slice(&ethertype.to_be_bytes());
     }
     bytes
@@ -212,27 +279,48 @@ fn random_frames_never_abort_and_agree_with_the_model() {
         let frame = random_frame(&mut rng, &entries);
         if frame.len() < parse::ETH_HLEN {
             // The kernel does not run XDP on such frames (see xdp_fixtures.rs).
-            assert!(dp.test_run(&frame).is_err(), "a {}-byte frame was run", frame.len());
+            assert!(
+                dp.test_run(&frame).is_err(),
+                "a {}-byte frame was run",
+                frame.len()
+            );
             refused += 1;
             continue;
         }
         let (action, got_verdict, got_rule) = observe(&dp, &frame);
-        assert_ne!(action, xdp_action::ABORTED, "XDP_ABORTED for frame {frame:02x?}");
+        assert_ne!(
+            action,
+            xdp_action::ABORTED,
+            "XDP_ABORTED for frame {frame:02x?}"
+        );
         let (want_verdict, want_rule) = match parse::parse_slice(&frame) {
-            parse::Parsed::V4 { src, dst } => model::decide(&entries, &actions, IpAddr::from(src), IpAddr::from(dst)),
-            parse::Parsed::V6 { src, dst } => model::decide(&entries, &actions, IpAddr::from(src), IpAddr::from(dst)),
+            parse::Parsed::V4 { src, dst } => {
+                model::decide(&entries, &actions, IpAddr::from(src), IpAddr::from(dst))
+            }
+            parse::Parsed::V6 { src, dst } => {
+                model::decide(&entries, &actions, IpAddr::from(src), IpAddr::from(dst))
+            }
             parse::Parsed::NotIp => (verdict::NOT_IP, 0),
             parse::Parsed::Malformed => (verdict::MALFORMED, 0),
         };
         assert_eq!(
             (action, got_verdict, got_rule),
-            (expected_action(want_verdict), want_verdict, (want_rule != 0).then_some(want_rule)),
+            (
+                expected_action(want_verdict),
+                want_verdict,
+                (want_rule != 0).then_some(want_rule)
+            ),
             "program and model disagree on frame {frame:02x?}"
         );
-        *by_verdict.entry(verdict::NAMES[got_verdict as usize]).or_insert(0) += 1;
+        *by_verdict
+            .entry(verdict::NAMES[got_verdict as usize])
+            .or_insert(0) += 1;
     }
     eprintln!("random frames: {by_verdict:?}, {refused} refused by the kernel");
     for v in ["malformed", "not_ip", "drop", "pass"] {
-        assert!(by_verdict.get(v).copied().unwrap_or(0) > 100, "too few {v} frames: {by_verdict:?}");
+        assert!(
+            by_verdict.get(v).copied().unwrap_or(0) > 100,
+            "too few {v} frames: {by_verdict:?}"
+        );
     }
 }

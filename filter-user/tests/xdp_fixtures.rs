@@ -80,7 +80,13 @@ fn v4(src: &str, dst: &str) -> Frame {
 }
 
 fn dropped(what: &'static str, frame: Frame, rule: u32) -> Case {
-    case(what, frame.bytes(), xdp_action::DROP, verdict::DROP, Some(rule))
+    case(
+        what,
+        frame.bytes(),
+        xdp_action::DROP,
+        verdict::DROP,
+        Some(rule),
+    )
 }
 
 fn passed(what: &'static str, frame: Frame, verdict: u32, rule: Option<u32>) -> Case {
@@ -99,80 +105,312 @@ fn cases() -> Vec<Case> {
     let ex = Some(EXCEPTION_RULE);
     vec![
         // IPv4, both directions, nesting and exceptions.
-        dropped("v4 destination in a block", v4(CLIENT4, blocked4), DROP_BOTH),
+        dropped(
+            "v4 destination in a block",
+            v4(CLIENT4, blocked4),
+            DROP_BOTH,
+        ),
         dropped("v4 source in a block", v4(blocked4, CLIENT4), DROP_BOTH),
-        passed("v4 exception inside a block", v4(CLIENT4, "198.51.100.53"), verdict::EXEMPT, ex),
-        passed("v4 exception as source", v4("198.51.100.53", CLIENT4), verdict::EXEMPT, ex),
-        dropped("v4 outer of nested prefixes", v4(CLIENT4, "203.0.113.10"), DROP_BOTH),
-        passed("v4 inner of nested prefixes wins", v4(CLIENT4, "203.0.113.70"), verdict::MONITOR, Some(MONITOR)),
-        dropped("v4 block inside an exception", v4(CLIENT4, "192.0.2.70"), DROP_BOTH),
-        passed("v4 exception around a block", v4(CLIENT4, "192.0.2.10"), verdict::EXEMPT, ex),
-        dropped("v4 dst-only block by destination", v4(CLIENT4, "192.0.2.130"), DROP_DST_ONLY),
-        passed("v4 dst-only block by source", v4("192.0.2.130", CLIENT4), verdict::PASS, None),
-        dropped("v4 src-only block by source", v4("192.0.2.200", CLIENT4), DROP_SRC_ONLY),
-        passed("v4 src-only block by destination", v4(CLIENT4, "192.0.2.200"), verdict::PASS, None),
-        passed("v4 nothing matches", v4(CLIENT4, "203.0.113.201"), verdict::PASS, None),
-        dropped("v4 monitored destination, blocked source", v4(blocked4, "203.0.113.70"), DROP_BOTH),
-        passed("v4 exempt destination, monitored source", v4("203.0.113.70", "192.0.2.10"), verdict::MONITOR, Some(MONITOR)),
-        passed("v4 entry naming an unused rule slot", v4(CLIENT4, "192.0.2.161"), verdict::PASS, None),
+        passed(
+            "v4 exception inside a block",
+            v4(CLIENT4, "198.51.100.53"),
+            verdict::EXEMPT,
+            ex,
+        ),
+        passed(
+            "v4 exception as source",
+            v4("198.51.100.53", CLIENT4),
+            verdict::EXEMPT,
+            ex,
+        ),
+        dropped(
+            "v4 outer of nested prefixes",
+            v4(CLIENT4, "203.0.113.10"),
+            DROP_BOTH,
+        ),
+        passed(
+            "v4 inner of nested prefixes wins",
+            v4(CLIENT4, "203.0.113.70"),
+            verdict::MONITOR,
+            Some(MONITOR),
+        ),
+        dropped(
+            "v4 block inside an exception",
+            v4(CLIENT4, "192.0.2.70"),
+            DROP_BOTH,
+        ),
+        passed(
+            "v4 exception around a block",
+            v4(CLIENT4, "192.0.2.10"),
+            verdict::EXEMPT,
+            ex,
+        ),
+        dropped(
+            "v4 dst-only block by destination",
+            v4(CLIENT4, "192.0.2.130"),
+            DROP_DST_ONLY,
+        ),
+        passed(
+            "v4 dst-only block by source",
+            v4("192.0.2.130", CLIENT4),
+            verdict::PASS,
+            None,
+        ),
+        dropped(
+            "v4 src-only block by source",
+            v4("192.0.2.200", CLIENT4),
+            DROP_SRC_ONLY,
+        ),
+        passed(
+            "v4 src-only block by destination",
+            v4(CLIENT4, "192.0.2.200"),
+            verdict::PASS,
+            None,
+        ),
+        passed(
+            "v4 nothing matches",
+            v4(CLIENT4, "203.0.113.201"),
+            verdict::PASS,
+            None,
+        ),
+        dropped(
+            "v4 monitored destination, blocked source",
+            v4(blocked4, "203.0.113.70"),
+            DROP_BOTH,
+        ),
+        passed(
+            "v4 exempt destination, monitored source",
+            v4("203.0.113.70", "192.0.2.10"),
+            verdict::MONITOR,
+            Some(MONITOR),
+        ),
+        passed(
+            "v4 entry naming an unused rule slot",
+            v4(CLIENT4, "192.0.2.161"),
+            verdict::PASS,
+            None,
+        ),
         // IPv6.
-        dropped("v6 destination in a block", Frame::ip(addr(CLIENT6), addr(blocked6)), DROP_BOTH),
-        dropped("v6 source in a block", Frame::ip(addr(blocked6), addr(CLIENT6)), DROP_BOTH),
-        passed("v6 exception inside a block", Frame::ip(addr(CLIENT6), addr("2001:db8:66::53")), verdict::EXEMPT, ex),
-        passed("v6 monitored", Frame::ip(addr(CLIENT6), addr("2001:db8:77::1")), verdict::MONITOR, Some(MONITOR)),
-        dropped("v6 dst-only block by destination", Frame::ip(addr(CLIENT6), addr("2001:db8:d5::1")), DROP_DST_ONLY),
-        passed("v6 dst-only block by source", Frame::ip(addr("2001:db8:d5::1"), addr(CLIENT6)), verdict::PASS, None),
-        dropped("v6 src-only block by source", Frame::ip(addr("2001:db8:5c::1"), addr(CLIENT6)), DROP_SRC_ONLY),
-        passed("v6 nothing matches", Frame::ip(addr(CLIENT6), addr("2001:db8:99::1")), verdict::PASS, None),
-        dropped("v6 with hop-by-hop, destination-options and fragment headers",
-            Frame::ip(addr(CLIENT6), addr(blocked6)).with_extensions(&[0, 60, 44]), DROP_BOTH),
+        dropped(
+            "v6 destination in a block",
+            Frame::ip(addr(CLIENT6), addr(blocked6)),
+            DROP_BOTH,
+        ),
+        dropped(
+            "v6 source in a block",
+            Frame::ip(addr(blocked6), addr(CLIENT6)),
+            DROP_BOTH,
+        ),
+        passed(
+            "v6 exception inside a block",
+            Frame::ip(addr(CLIENT6), addr("2001:db8:66::53")),
+            verdict::EXEMPT,
+            ex,
+        ),
+        passed(
+            "v6 monitored",
+            Frame::ip(addr(CLIENT6), addr("2001:db8:77::1")),
+            verdict::MONITOR,
+            Some(MONITOR),
+        ),
+        dropped(
+            "v6 dst-only block by destination",
+            Frame::ip(addr(CLIENT6), addr("2001:db8:d5::1")),
+            DROP_DST_ONLY,
+        ),
+        passed(
+            "v6 dst-only block by source",
+            Frame::ip(addr("2001:db8:d5::1"), addr(CLIENT6)),
+            verdict::PASS,
+            None,
+        ),
+        dropped(
+            "v6 src-only block by source",
+            Frame::ip(addr("2001:db8:5c::1"), addr(CLIENT6)),
+            DROP_SRC_ONLY,
+        ),
+        passed(
+            "v6 nothing matches",
+            Frame::ip(addr(CLIENT6), addr("2001:db8:99::1")),
+            verdict::PASS,
+            None,
+        ),
+        dropped(
+            "v6 with hop-by-hop, destination-options and fragment headers",
+            Frame::ip(addr(CLIENT6), addr(blocked6)).with_extensions(&[0, 60, 44]),
+            DROP_BOTH,
+        ),
         // VLAN tags.
-        dropped("802.1Q tagged", v4(CLIENT4, blocked4).tagged(ETH_P_8021Q), DROP_BOTH),
-        dropped("802.1ad tagged", v4(CLIENT4, blocked4).tagged(ETH_P_8021AD), DROP_BOTH),
-        dropped("QinQ (802.1ad outer, 802.1Q inner)", v4(CLIENT4, blocked4).tagged(ETH_P_8021AD).tagged(ETH_P_8021Q), DROP_BOTH),
-        dropped("two 802.1Q tags, IPv6", Frame::ip(addr(CLIENT6), addr(blocked6)).tagged(ETH_P_8021Q).tagged(ETH_P_8021Q), DROP_BOTH),
-        dropped("802.1Q outer, 802.1ad inner", v4(blocked4, CLIENT4).tagged(ETH_P_8021Q).tagged(ETH_P_8021AD), DROP_BOTH),
-        passed("three tags are beyond the parser: not IP, passed",
-            v4(CLIENT4, blocked4).tagged(ETH_P_8021AD).tagged(ETH_P_8021Q).tagged(ETH_P_8021Q), verdict::NOT_IP, None),
+        dropped(
+            "802.1Q tagged",
+            v4(CLIENT4, blocked4).tagged(ETH_P_8021Q),
+            DROP_BOTH,
+        ),
+        dropped(
+            "802.1ad tagged",
+            v4(CLIENT4, blocked4).tagged(ETH_P_8021AD),
+            DROP_BOTH,
+        ),
+        dropped(
+            "QinQ (802.1ad outer, 802.1Q inner)",
+            v4(CLIENT4, blocked4)
+                .tagged(ETH_P_8021AD)
+                .tagged(ETH_P_8021Q),
+            DROP_BOTH,
+        ),
+        dropped(
+            "two 802.1Q tags, IPv6",
+            Frame::ip(addr(CLIENT6), addr(blocked6))
+                .tagged(ETH_P_8021Q)
+                .tagged(ETH_P_8021Q),
+            DROP_BOTH,
+        ),
+        dropped(
+            "802.1Q outer, 802.1ad inner",
+            v4(blocked4, CLIENT4)
+                .tagged(ETH_P_8021Q)
+                .tagged(ETH_P_8021AD),
+            DROP_BOTH,
+        ),
+        passed(
+            "three tags are beyond the parser: not IP, passed",
+            v4(CLIENT4, blocked4)
+                .tagged(ETH_P_8021AD)
+                .tagged(ETH_P_8021Q)
+                .tagged(ETH_P_8021Q),
+            verdict::NOT_IP,
+            None,
+        ),
         // IPv4 header variants.
-        dropped("v4 with 40 bytes of options", v4(CLIENT4, blocked4).with_ipv4_options(40), DROP_BOTH),
-        dropped("v4 with options, tagged", v4(blocked4, CLIENT4).with_ipv4_options(12).tagged(ETH_P_8021Q), DROP_BOTH),
-        dropped("v4 first fragment", v4(CLIENT4, blocked4).fragment(0, true), DROP_BOTH),
-        dropped("v4 non-first fragment", v4(CLIENT4, blocked4).fragment(185, true), DROP_BOTH),
-        dropped("v4 last fragment", v4(CLIENT4, blocked4).fragment(370, false), DROP_BOTH),
+        dropped(
+            "v4 with 40 bytes of options",
+            v4(CLIENT4, blocked4).with_ipv4_options(40),
+            DROP_BOTH,
+        ),
+        dropped(
+            "v4 with options, tagged",
+            v4(blocked4, CLIENT4)
+                .with_ipv4_options(12)
+                .tagged(ETH_P_8021Q),
+            DROP_BOTH,
+        ),
+        dropped(
+            "v4 first fragment",
+            v4(CLIENT4, blocked4).fragment(0, true),
+            DROP_BOTH,
+        ),
+        dropped(
+            "v4 non-first fragment",
+            v4(CLIENT4, blocked4).fragment(185, true),
+            DROP_BOTH,
+        ),
+        dropped(
+            "v4 last fragment",
+            v4(CLIENT4, blocked4).fragment(370, false),
+            DROP_BOTH,
+        ),
         // Not IP.
         passed("ARP", Frame::arp(), verdict::NOT_IP, None),
-        passed("ARP, tagged", Frame::arp().tagged(ETH_P_8021Q), verdict::NOT_IP, None),
-        passed("LLDP", Frame::other(ETH_P_LLDP, vec![0; 46]), verdict::NOT_IP, None),
-        passed("802.3 length field instead of an ethertype", Frame::other(0x002e, vec![0xaa; 46]), verdict::NOT_IP, None),
+        passed(
+            "ARP, tagged",
+            Frame::arp().tagged(ETH_P_8021Q),
+            verdict::NOT_IP,
+            None,
+        ),
+        passed(
+            "LLDP",
+            Frame::other(ETH_P_LLDP, vec![0; 46]),
+            verdict::NOT_IP,
+            None,
+        ),
+        passed(
+            "802.3 length field instead of an ethertype",
+            Frame::other(0x002e, vec![0xaa; 46]),
+            verdict::NOT_IP,
+            None,
+        ),
         // Truncated inside each header, and inconsistent headers.
-        truncated("only an Ethernet header announcing IPv4", v4(CLIENT4, blocked4), parse::ETH_HLEN),
-        truncated("inside a VLAN tag", v4(CLIENT4, blocked4).tagged(ETH_P_8021Q), parse::ETH_HLEN + 2),
-        truncated("inside the second VLAN tag", v4(CLIENT4, blocked4).tagged(ETH_P_8021AD).tagged(ETH_P_8021Q), 20),
-        truncated("inside the IPv4 header", v4(CLIENT4, blocked4), parse::ETH_HLEN + 19),
-        truncated("inside IPv4 options", v4(CLIENT4, blocked4).with_ipv4_options(40), parse::ETH_HLEN + 59),
-        truncated("inside the IPv6 source", Frame::ip(addr(CLIENT6), addr(blocked6)), parse::ETH_HLEN + 20),
-        truncated("inside the IPv6 destination", Frame::ip(addr(CLIENT6), addr(blocked6)), parse::ETH_HLEN + 39),
-        case("IPv4 ethertype, version 6 in the header", {
-            let mut b = v4(CLIENT4, blocked4).bytes();
-            b[parse::ETH_HLEN] = 0x65;
-            b
-        }, xdp_action::PASS, verdict::MALFORMED, None),
-        case("IPv4 with IHL 4", {
-            let mut b = v4(CLIENT4, blocked4).bytes();
-            b[parse::ETH_HLEN] = 0x44;
-            b
-        }, xdp_action::PASS, verdict::MALFORMED, None),
-        case("IPv6 ethertype carrying an IPv4 header", {
-            let mut b = v4(CLIENT4, blocked4).with_data_len(40).bytes();
-            b[12..14].copy_from_slice(&ETH_P_IPV6.to_be_bytes());
-            b
-        }, xdp_action::PASS, verdict::MALFORMED, None),
-        case("ethertype IPv4, no payload at all", {
-            let mut b = vec![0u8; parse::ETH_HLEN];
-            b[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
-            b
-        }, xdp_action::PASS, verdict::MALFORMED, None),
+        truncated(
+            "only an Ethernet header announcing IPv4",
+            v4(CLIENT4, blocked4),
+            parse::ETH_HLEN,
+        ),
+        truncated(
+            "inside a VLAN tag",
+            v4(CLIENT4, blocked4).tagged(ETH_P_8021Q),
+            parse::ETH_HLEN + 2,
+        ),
+        truncated(
+            "inside the second VLAN tag",
+            v4(CLIENT4, blocked4)
+                .tagged(ETH_P_8021AD)
+                .tagged(ETH_P_8021Q),
+            20,
+        ),
+        truncated(
+            "inside the IPv4 header",
+            v4(CLIENT4, blocked4),
+            parse::ETH_HLEN + 19,
+        ),
+        truncated(
+            "inside IPv4 options",
+            v4(CLIENT4, blocked4).with_ipv4_options(40),
+            parse::ETH_HLEN + 59,
+        ),
+        truncated(
+            "inside the IPv6 source",
+            Frame::ip(addr(CLIENT6), addr(blocked6)),
+            parse::ETH_HLEN + 20,
+        ),
+        truncated(
+            "inside the IPv6 destination",
+            Frame::ip(addr(CLIENT6), addr(blocked6)),
+            parse::ETH_HLEN + 39,
+        ),
+        case(
+            "IPv4 ethertype, version 6 in the header",
+            {
+                let mut b = v4(CLIENT4, blocked4).bytes();
+                b[parse::ETH_HLEN] = 0x65;
+                b
+            },
+            xdp_action::PASS,
+            verdict::MALFORMED,
+            None,
+        ),
+        case(
+            "IPv4 with IHL 4",
+            {
+                let mut b = v4(CLIENT4, blocked4).bytes();
+                b[parse::ETH_HLEN] = 0x44;
+                b
+            },
+            xdp_action::PASS,
+            verdict::MALFORMED,
+            None,
+        ),
+        case(
+            "IPv6 ethertype carrying an IPv4 header",
+            {
+                let mut b = v4(CLIENT4, blocked4).with_data_len(40).bytes();
+                b[12..14].copy_from_slice(&ETH_P_IPV6.to_be_bytes());
+                b
+            },
+            xdp_action::PASS,
+            verdict::MALFORMED,
+            None,
+        ),
+        case(
+            "ethertype IPv4, no payload at all",
+            {
+                let mut b = vec![0u8; parse::ETH_HLEN];
+                b[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
+                b
+            },
+            xdp_action::PASS,
+            verdict::MALFORMED,
+            None,
+        ),
     ]
 }
 
@@ -185,13 +423,20 @@ fn fixtures() {
     let mut failures = Vec::new();
     for c in &cases {
         let before = counters(&dp, RULES);
-        let got = dp
-            .test_run(&c.frame)
-            .unwrap_or_else(|e| panic!("{}: test_run failed: {}", c.what, filter_user::error_chain(&e)));
+        let got = dp.test_run(&c.frame).unwrap_or_else(|e| {
+            panic!(
+                "{}: test_run failed: {}",
+                c.what,
+                filter_user::error_chain(&e)
+            )
+        });
         let after = counters(&dp, RULES);
         let expected = plus_one(&before, c.verdict, c.rule, c.frame.len() as u64);
         if got != c.action {
-            failures.push(format!("{}: XDP action {got}, expected {}", c.what, c.action));
+            failures.push(format!(
+                "{}: XDP action {got}, expected {}",
+                c.what, c.action
+            ));
         }
         if after != expected {
             failures.push(format!(
@@ -200,7 +445,13 @@ fn fixtures() {
             ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 /// Frames shorter than an Ethernet header never reach an XDP program: the kernel
@@ -213,6 +464,10 @@ fn frames_shorter_than_ethernet_are_refused_by_the_kernel() {
         let before = counters(&dp, 1);
         let result = dp.test_run(&vec![0u8; len]);
         assert!(result.is_err(), "a {len}-byte frame was run: {result:?}");
-        assert_eq!(counters(&dp, 1), before, "a refused {len}-byte frame moved counters");
+        assert_eq!(
+            counters(&dp, 1),
+            before,
+            "a refused {len}-byte frame moved counters"
+        );
     }
 }

@@ -149,12 +149,12 @@ impl Dataplane {
                 .map_err(|source| DataplaneError::Attach {
                     iface: iface.to_string(),
                     mode: actual.1,
-                    source,
+                    source: Box::new(source),
                 })?;
             let fd_link = FdLink::try_from(link).map_err(|source| DataplaneError::Link {
                 op: "converting",
                 path: path.clone(),
-                source,
+                source: Box::new(source),
             })?;
             fd_link.pin(&path).map_err(|e| DataplaneError::PinIo {
                 op: "pinning the link at",
@@ -181,7 +181,7 @@ impl Dataplane {
                 .map_err(|source| DataplaneError::Attach {
                     iface: iface.to_string(),
                     mode: m,
-                    source,
+                    source: Box::new(source),
                 })
         };
         match mode {
@@ -205,18 +205,17 @@ impl Dataplane {
         let pinned = PinnedLink::from_pin(path).map_err(|source| DataplaneError::Link {
             op: "opening",
             path: path.to_path_buf(),
-            source,
+            source: Box::new(source),
         })?;
-        let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|source| {
-            DataplaneError::Link {
+        let link =
+            XdpLink::try_from(FdLink::from(pinned)).map_err(|source| DataplaneError::Link {
                 op: "reading",
                 path: path.to_path_buf(),
-                source,
-            }
-        })?;
+                source: Box::new(source),
+            })?;
         let replace_error = |source| DataplaneError::ReplaceProgram {
             path: path.to_path_buf(),
-            source,
+            source: Box::new(source),
         };
         let program = self.program_mut()?;
         let id = program.attach_to_link(link).map_err(replace_error)?;

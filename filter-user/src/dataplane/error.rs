@@ -11,11 +11,11 @@ use aya::{
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
     #[error("loading the XDP object failed (are you root, with CAP_BPF and CAP_NET_ADMIN?)")]
-    Load(#[source] EbpfError),
+    Load(#[source] Box<EbpfError>),
     #[error("the kernel verifier rejected the XDP program")]
     Verifier {
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
     #[error("the object has no XDP program named {}", super::PROGRAM_NAME)]
     MissingProgram,
@@ -23,7 +23,7 @@ pub enum DataplaneError {
     MissingMap {
         name: &'static str,
         #[source]
-        source: Option<MapError>,
+        source: Option<Box<MapError>>,
     },
     #[error("cannot create the pin directory {path} (is bpffs mounted there?)")]
     PinDir {
@@ -35,7 +35,7 @@ pub enum DataplaneError {
     OpenPin {
         path: PathBuf,
         #[source]
-        source: MapError,
+        source: Box<MapError>,
     },
     #[error(
         "the map pinned at {path} has {what} {found}, this build needs {expected}; \
@@ -54,7 +54,7 @@ pub enum DataplaneError {
         map: &'static str,
         what: String,
         #[source]
-        source: MapError,
+        source: Box<MapError>,
     },
     #[error("map {map} is full ({capacity} entries): cannot add {what}")]
     MapFull {
@@ -67,13 +67,13 @@ pub enum DataplaneError {
         iface: String,
         mode: super::AttachMode,
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
     #[error("replacing the program on the link pinned at {path} failed")]
     ReplaceProgram {
         path: PathBuf,
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
     #[error("interface {iface} does not exist")]
     NoSuchInterface { iface: String },
@@ -82,7 +82,7 @@ pub enum DataplaneError {
         op: &'static str,
         path: PathBuf,
         #[source]
-        source: LinkError,
+        source: Box<LinkError>,
     },
     #[error("{op} {path} failed")]
     PinIo {
@@ -94,6 +94,6 @@ pub enum DataplaneError {
     #[error("running the program on a test frame failed")]
     TestRun {
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
 }

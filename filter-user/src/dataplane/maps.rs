@@ -32,13 +32,17 @@ fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, DataplaneError> {
         .ok_or(DataplaneError::MissingMap { name, source: None })
 }
 
-fn map_err(op: &'static str, map: &'static str, what: impl ToString) -> impl FnOnce(MapError) -> DataplaneError {
+fn map_err(
+    op: &'static str,
+    map: &'static str,
+    what: impl ToString,
+) -> impl FnOnce(MapError) -> DataplaneError {
     let what = what.to_string();
     move |source| DataplaneError::Map {
         op,
         map,
         what,
-        source,
+        source: Box::new(source),
     }
 }
 
@@ -84,7 +88,11 @@ impl Maps {
         Self::map_data(map)
             .info()
             .map(|i| i.max_entries())
-            .map_err(map_err("reading the capacity of", Self::trie_name(family), "the map"))
+            .map_err(map_err(
+                "reading the capacity of",
+                Self::trie_name(family),
+                "the map",
+            ))
     }
 
     /// Adds `prefix` or changes its entry.
@@ -92,8 +100,16 @@ impl Maps {
         let family = prefix.family();
         let name = Self::trie_name(family);
         let result = match prefix.addr() {
-            IpAddr::V4(a) => trie_v4(&mut self.v4)?.insert(&Key::new(prefix.len().into(), a.octets()), entry, 0),
-            IpAddr::V6(a) => trie_v6(&mut self.v6)?.insert(&Key::new(prefix.len().into(), a.octets()), entry, 0),
+            IpAddr::V4(a) => trie_v4(&mut self.v4)?.insert(
+                &Key::new(prefix.length().into(), a.octets()),
+                entry,
+                0,
+            ),
+            IpAddr::V6(a) => trie_v6(&mut self.v6)?.insert(
+                &Key::new(prefix.length().into(), a.octets()),
+                entry,
+                0,
+            ),
         };
         match result {
             Err(e) if matches!(errno(&e), Some(libc::ENOSPC) | Some(libc::E2BIG)) => {
@@ -111,11 +127,17 @@ impl Maps {
     pub fn remove(&mut self, prefix: &Prefix) -> Result<(), DataplaneError> {
         let name = Self::trie_name(prefix.family());
         let result = match prefix.addr() {
-            IpAddr::V4(a) => trie_v4(&mut self.v4)?.remove(&Key::new(prefix.len().into(), a.octets())),
-            IpAddr::V6(a) => trie_v6(&mut self.v6)?.remove(&Key::new(prefix.len().into(), a.octets())),
+            IpAddr::V4(a) => {
+                trie_v4(&mut self.v4)?.remove(&Key::new(prefix.length().into(), a.octets()))
+            }
+            IpAddr::V6(a) => {
+                trie_v6(&mut self.v6)?.remove(&Key::new(prefix.length().into(), a.octets()))
+            }
         };
         match result {
-            Err(e) if matches!(e, MapError::KeyNotFound) || errno(&e) == Some(libc::ENOENT) => Ok(()),
+            Err(e) if matches!(e, MapError::KeyNotFound) || errno(&e) == Some(libc::ENOENT) => {
+                Ok(())
+            }
             other => other.map_err(map_err("removing", name, prefix)),
         }
     }
@@ -129,7 +151,9 @@ impl Maps {
         };
         match result {
             Ok(entry) => Ok(Some(entry)),
-            Err(e) if matches!(e, MapError::KeyNotFound) || errno(&e) == Some(libc::ENOENT) => Ok(None),
+            Err(e) if matches!(e, MapError::KeyNotFound) || errno(&e) == Some(libc::ENOENT) => {
+                Ok(None)
+            }
             Err(e) => Err(map_err("looking up", name, addr)(e)),
         }
     }
@@ -142,14 +166,16 @@ impl Maps {
             Family::V4 => {
                 for item in trie_v4_ref(&self.v4)?.iter() {
                     let (key, entry) = item.map_err(map_err("listing", name, "entries"))?;
-                    let prefix = Prefix::new_truncating(IpAddr::from(key.data()), key.prefix_len() as u8);
+                    let prefix =
+                        Prefix::new_truncating(IpAddr::from(key.data()), key.prefix_len() as u8);
                     out.push(PrefixEntry { prefix, entry });
                 }
             }
             Family::V6 => {
                 for item in trie_v6_ref(&self.v6)?.iter() {
                     let (key, entry) = item.map_err(map_err("listing", name, "entries"))?;
-                    let prefix = Prefix::new_truncating(IpAddr::from(key.data()), key.prefix_len() as u8);
+                    let prefix =
+                        Prefix::new_truncating(IpAddr::from(key.data()), key.prefix_len() as u8);
                     out.push(PrefixEntry { prefix, entry });
                 }
             }
@@ -159,15 +185,19 @@ impl Maps {
     }
 
     pub fn set_rule(&mut self, number: u32, rule: Rule) -> Result<(), DataplaneError> {
-        self.rules_mut()?
-            .set(number, rule, 0)
-            .map_err(map_err("writing", names::RULES, format!("rule {number}")))
+        self.rules_mut()?.set(number, rule, 0).map_err(map_err(
+            "writing",
+            names::RULES,
+            format!("rule {number}"),
+        ))
     }
 
     pub fn rule(&self, number: u32) -> Result<Rule, DataplaneError> {
-        self.rules_ref()?
-            .get(&number, 0)
-            .map_err(map_err("reading", names::RULES, format!("rule {number}")))
+        self.rules_ref()?.get(&number, 0).map_err(map_err(
+            "reading",
+            names::RULES,
+            format!("rule {number}"),
+        ))
     }
 
     /// Every rule slot that is in use, by number.
@@ -185,9 +215,11 @@ impl Maps {
     /// Packets and bytes counted for rule `number`, summed over CPUs.
     pub fn rule_counter(&self, number: u32) -> Result<Counter, DataplaneError> {
         let stats = per_cpu(&self.rule_stats, names::RULE_STATS)?;
-        let values = stats
-            .get(&number, 0)
-            .map_err(map_err("reading", names::RULE_STATS, format!("rule {number}")))?;
+        let values = stats.get(&number, 0).map_err(map_err(
+            "reading",
+            names::RULE_STATS,
+            format!("rule {number}"),
+        ))?;
         Ok(sum(values.iter()))
     }
 
@@ -197,15 +229,25 @@ impl Maps {
             op: "counting CPUs for",
             map: names::RULE_STATS,
             what: format!("rule {number}"),
-            source: MapError::SyscallError(aya::sys::SyscallError { call: "nr_cpus", io_error: e }),
+            source: Box::new(MapError::SyscallError(aya::sys::SyscallError {
+                call: "nr_cpus",
+                io_error: e,
+            })),
         })?;
         let zeros = aya::maps::PerCpuValues::try_from(vec![Counter::default(); cpus])
             .expect("one value per CPU");
-        let mut stats: PerCpuArray<&mut MapData, Counter> = PerCpuArray::try_from(&mut self.rule_stats)
-            .map_err(|source| DataplaneError::MissingMap { name: names::RULE_STATS, source: Some(source) })?;
-        stats
-            .set(number, zeros, 0)
-            .map_err(map_err("resetting", names::RULE_STATS, format!("rule {number}")))
+        let mut stats: PerCpuArray<&mut MapData, Counter> =
+            PerCpuArray::try_from(&mut self.rule_stats).map_err(|source| {
+                DataplaneError::MissingMap {
+                    name: names::RULE_STATS,
+                    source: Some(Box::new(source)),
+                }
+            })?;
+        stats.set(number, zeros, 0).map_err(map_err(
+            "resetting",
+            names::RULE_STATS,
+            format!("rule {number}"),
+        ))
     }
 
     /// Packets and bytes per verdict, summed over CPUs, indexed by `verdict` constants.
@@ -213,9 +255,11 @@ impl Maps {
         let stats = per_cpu(&self.verdicts, names::VERDICT_STATS)?;
         let mut out = [Counter::default(); verdict::COUNT as usize];
         for (index, slot) in out.iter_mut().enumerate() {
-            let values = stats
-                .get(&(index as u32), 0)
-                .map_err(map_err("reading", names::VERDICT_STATS, verdict::NAMES[index]))?;
+            let values = stats.get(&(index as u32), 0).map_err(map_err(
+                "reading",
+                names::VERDICT_STATS,
+                verdict::NAMES[index],
+            ))?;
             *slot = sum(values.iter());
         }
         Ok(out)
@@ -224,14 +268,14 @@ impl Maps {
     fn rules_ref(&self) -> Result<Array<&MapData, Rule>, DataplaneError> {
         Array::try_from(&self.rules).map_err(|source| DataplaneError::MissingMap {
             name: names::RULES,
-            source: Some(source),
+            source: Some(Box::new(source)),
         })
     }
 
     fn rules_mut(&mut self) -> Result<Array<&mut MapData, Rule>, DataplaneError> {
         Array::try_from(&mut self.rules).map_err(|source| DataplaneError::MissingMap {
             name: names::RULES,
-            source: Some(source),
+            source: Some(Box::new(source)),
         })
     }
 }
@@ -243,22 +287,40 @@ fn sum<'a>(values: impl Iterator<Item = &'a Counter>) -> Counter {
     })
 }
 
-fn per_cpu<'a>(map: &'a Map, name: &'static str) -> Result<PerCpuArray<&'a MapData, Counter>, DataplaneError> {
-    PerCpuArray::try_from(map).map_err(|source| DataplaneError::MissingMap { name, source: Some(source) })
+fn per_cpu<'a>(
+    map: &'a Map,
+    name: &'static str,
+) -> Result<PerCpuArray<&'a MapData, Counter>, DataplaneError> {
+    PerCpuArray::try_from(map).map_err(|source| DataplaneError::MissingMap {
+        name,
+        source: Some(Box::new(source)),
+    })
 }
 
 fn trie_v4(map: &mut Map) -> Result<LpmTrie<&mut MapData, [u8; 4], Entry>, DataplaneError> {
-    LpmTrie::try_from(map).map_err(|source| DataplaneError::MissingMap { name: names::V4_PREFIXES, source: Some(source) })
+    LpmTrie::try_from(map).map_err(|source| DataplaneError::MissingMap {
+        name: names::V4_PREFIXES,
+        source: Some(Box::new(source)),
+    })
 }
 
 fn trie_v6(map: &mut Map) -> Result<LpmTrie<&mut MapData, [u8; 16], Entry>, DataplaneError> {
-    LpmTrie::try_from(map).map_err(|source| DataplaneError::MissingMap { name: names::V6_PREFIXES, source: Some(source) })
+    LpmTrie::try_from(map).map_err(|source| DataplaneError::MissingMap {
+        name: names::V6_PREFIXES,
+        source: Some(Box::new(source)),
+    })
 }
 
 fn trie_v4_ref(map: &Map) -> Result<LpmTrie<&MapData, [u8; 4], Entry>, DataplaneError> {
-    LpmTrie::try_from(map).map_err(|source| DataplaneError::MissingMap { name: names::V4_PREFIXES, source: Some(source) })
+    LpmTrie::try_from(map).map_err(|source| DataplaneError::MissingMap {
+        name: names::V4_PREFIXES,
+        source: Some(Box::new(source)),
+    })
 }
 
 fn trie_v6_ref(map: &Map) -> Result<LpmTrie<&MapData, [u8; 16], Entry>, DataplaneError> {
-    LpmTrie::try_from(map).map_err(|source| DataplaneError::MissingMap { name: names::V6_PREFIXES, source: Some(source) })
+    LpmTrie::try_from(map).map_err(|source| DataplaneError::MissingMap {
+        name: names::V6_PREFIXES,
+        source: Some(Box::new(source)),
+    })
 }

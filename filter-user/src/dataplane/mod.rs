@@ -20,7 +20,7 @@ use aya::{
 };
 use filter_common::maps as names;
 
-pub use attach::{AttachMode, Attachment};
+pub use attach::{detach_pinned, ifindex, pinned_attachments, AttachMode, Attachment};
 pub use error::DataplaneError;
 pub use maps::{Maps, PrefixEntry};
 pub use object::{MapShape, OBJECT, PROGRAM_NAME};
@@ -91,10 +91,14 @@ impl Dataplane {
                 loader.map_pin_path(shape.name, path);
             }
         }
-        let mut ebpf = loader.load(OBJECT).map_err(DataplaneError::Load)?;
+        let mut ebpf = loader
+            .load(OBJECT)
+            .map_err(|e| DataplaneError::Load(Box::new(e)))?;
         program_mut(&mut ebpf)?
             .load()
-            .map_err(|source| DataplaneError::Verifier { source })?;
+            .map_err(|source| DataplaneError::Verifier {
+                source: Box::new(source),
+            })?;
         let maps = Maps::take(&mut ebpf)?;
         Ok(Self {
             ebpf,
@@ -127,7 +131,9 @@ impl Dataplane {
             .ebpf
             .program(PROGRAM_NAME)
             .ok_or(DataplaneError::MissingProgram)?;
-        program.try_into().map_err(|_| DataplaneError::MissingProgram)
+        program
+            .try_into()
+            .map_err(|_| DataplaneError::MissingProgram)
     }
 
     pub(crate) fn program_mut(&mut self) -> Result<&mut Xdp, DataplaneError> {
@@ -143,10 +149,12 @@ impl Dataplane {
             data_out: Some(&mut out),
             ..TestRunOptions::new()
         };
-        let result = self
-            .program()?
-            .test_run(options)
-            .map_err(|source| DataplaneError::TestRun { source })?;
+        let result =
+            self.program()?
+                .test_run(options)
+                .map_err(|source| DataplaneError::TestRun {
+                    source: Box::new(source),
+                })?;
         Ok(result.return_value)
     }
 }
@@ -155,7 +163,9 @@ fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, DataplaneError> {
     let program = ebpf
         .program_mut(PROGRAM_NAME)
         .ok_or(DataplaneError::MissingProgram)?;
-    program.try_into().map_err(|_| DataplaneError::MissingProgram)
+    program
+        .try_into()
+        .map_err(|_| DataplaneError::MissingProgram)
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; newer ones use the memory

@@ -19,7 +19,7 @@ pub fn decide(
         entries
             .iter()
             .filter(|e| e.prefix.contains_addr(addr))
-            .max_by_key(|e| e.prefix.len())
+            .max_by_key(|e| e.prefix.length())
             .map(|e| e.entry)
     };
     let apply = |rule: u32, is_dst: bool| -> (u32, u32) {

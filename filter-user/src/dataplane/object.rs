@@ -30,41 +30,41 @@ const fn size<T>() -> u32 {
 
 /// Every map of the program.
 pub const SHAPES: [MapShape; 5] = [
-        MapShape {
-            name: names::V4_PREFIXES,
-            map_type: MapType::LpmTrie,
-            key_size: size::<Key<[u8; 4]>>(),
-            value_size: size::<Entry>(),
-            max_entries: None,
-        },
-        MapShape {
-            name: names::V6_PREFIXES,
-            map_type: MapType::LpmTrie,
-            key_size: size::<Key<[u8; 16]>>(),
-            value_size: size::<Entry>(),
-            max_entries: None,
-        },
-        MapShape {
-            name: names::RULES,
-            map_type: MapType::Array,
-            key_size: size::<u32>(),
-            value_size: size::<Rule>(),
-            max_entries: Some(names::RULE_CAPACITY),
-        },
-        MapShape {
-            name: names::RULE_STATS,
-            map_type: MapType::PerCpuArray,
-            key_size: size::<u32>(),
-            value_size: size::<Counter>(),
-            max_entries: Some(names::RULE_CAPACITY),
-        },
-        MapShape {
-            name: names::VERDICT_STATS,
-            map_type: MapType::PerCpuArray,
-            key_size: size::<u32>(),
-            value_size: size::<Counter>(),
-            max_entries: Some(verdict::COUNT),
-        },
+    MapShape {
+        name: names::V4_PREFIXES,
+        map_type: MapType::LpmTrie,
+        key_size: size::<Key<[u8; 4]>>(),
+        value_size: size::<Entry>(),
+        max_entries: None,
+    },
+    MapShape {
+        name: names::V6_PREFIXES,
+        map_type: MapType::LpmTrie,
+        key_size: size::<Key<[u8; 16]>>(),
+        value_size: size::<Entry>(),
+        max_entries: None,
+    },
+    MapShape {
+        name: names::RULES,
+        map_type: MapType::Array,
+        key_size: size::<u32>(),
+        value_size: size::<Rule>(),
+        max_entries: Some(names::RULE_CAPACITY),
+    },
+    MapShape {
+        name: names::RULE_STATS,
+        map_type: MapType::PerCpuArray,
+        key_size: size::<u32>(),
+        value_size: size::<Counter>(),
+        max_entries: Some(names::RULE_CAPACITY),
+    },
+    MapShape {
+        name: names::VERDICT_STATS,
+        map_type: MapType::PerCpuArray,
+        key_size: size::<u32>(),
+        value_size: size::<Counter>(),
+        max_entries: Some(verdict::COUNT),
+    },
 ];
 
 impl MapShape {
@@ -73,7 +73,7 @@ impl MapShape {
     pub fn check_pinned(&self, path: &Path) -> Result<(), DataplaneError> {
         let info = MapInfo::from_pin(path).map_err(|source| DataplaneError::OpenPin {
             path: path.to_path_buf(),
-            source,
+            source: Box::new(source),
         })?;
         let mismatch = |what: &'static str, found: String, expected: String| {
             Err(DataplaneError::PinnedMismatch {
@@ -89,7 +89,11 @@ impl MapShape {
             Err(_) => return mismatch("type", "unknown".into(), format!("{:?}", self.map_type)),
         }
         if info.key_size() != self.key_size {
-            return mismatch("key size", info.key_size().to_string(), self.key_size.to_string());
+            return mismatch(
+                "key size",
+                info.key_size().to_string(),
+                self.key_size.to_string(),
+            );
         }
         if info.value_size() != self.value_size {
             return mismatch(

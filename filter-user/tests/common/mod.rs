@@ -1,5 +1,8 @@
 //! Shared by the tests that load the real program into the kernel.
-#![allow(dead_code, reason = "each test binary uses a different part of this module")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of this module"
+)]
 
 use std::net::IpAddr;
 
@@ -32,12 +35,14 @@ pub fn load() -> Dataplane {
 
 #[track_caller]
 pub fn prefix(text: &str) -> Prefix {
-    text.parse().unwrap_or_else(|e| panic!("bad prefix in test {text:?}: {e}"))
+    text.parse()
+        .unwrap_or_else(|e| panic!("bad prefix in test {text:?}: {e}"))
 }
 
 #[track_caller]
 pub fn addr(text: &str) -> IpAddr {
-    text.parse().unwrap_or_else(|e| panic!("bad address in test {text:?}: {e}"))
+    text.parse()
+        .unwrap_or_else(|e| panic!("bad address in test {text:?}: {e}"))
 }
 
 #[track_caller]

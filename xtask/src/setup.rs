@@ -1,0 +1,101 @@
+//! Installs what a fresh Debian 12 machine lacks. The lists here are the project's
+//! complete install list: CI machines keep packages between runs, so a missing entry
+//! would only show on a fresh machine. `docs/toolchain.md` explains each choice.
+
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+use crate::cmd::{self, step};
+
+/// Debian's Rust toolchain with a prebuilt `core` for the BPF target, and the LLVM that
+/// bpf-linker links against.
+pub const BUILD_PACKAGES: &[&str] = &[
+    "rustc-web",
+    "cargo-web",
+    "libstd-rust-web-dev-bpf",
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "build-essential",
+];
+
+/// Tools the tests use the way an operator would.
+pub const TEST_PACKAGES: &[&str] = &[
+    "iproute2",   // ip netns, veth
+    "nftables",   // the baseline the benchmarks compare against
+    "ethtool",    // GRO on veth peers that receive redirected frames
+    "curl",       // HTTP probes in the demo and end-to-end tests
+    "python3",    // the demo's stand-in web server
+    "prometheus", // promtool checks the metrics and the alert rules
+];
+
+pub const BPF_LINKER_VERSION: &str = "0.13.0";
+const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+
+pub fn all() -> anyhow::Result<()> {
+    build_toolchain()?;
+    packages(TEST_PACKAGES)
+}
+
+/// Everything needed to build the XDP program.
+pub fn build_toolchain() -> anyhow::Result<()> {
+    packages(BUILD_PACKAGES)?;
+    bpf_linker()
+}
+
+fn installed(package: &str) -> bool {
+    cmd::output(Command::new("dpkg-query").args(["-W", "-f=${Status}", package]))
+        .is_some_and(|s| s.contains("install ok installed"))
+}
+
+/// Installs the packages of `list` that are missing.
+pub fn packages(list: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = list.iter().copied().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    step(&format!(
+        "installing Debian packages: {}",
+        missing.join(" ")
+    ));
+    if !cmd::is_root() {
+        bail!(
+            "these packages are missing and installing them needs root: {}\n\
+             run `sudo cargo xtask setup`, or install them yourself",
+            missing.join(" ")
+        );
+    }
+    cmd::run(Command::new("apt-get").arg("update").arg("-q"))?;
+    cmd::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+fn bpf_linker() -> anyhow::Result<()> {
+    let version = cmd::output(Command::new("bpf-linker").arg("--version"));
+    if version
+        .as_deref()
+        .is_some_and(|v| v.contains(BPF_LINKER_VERSION))
+    {
+        return Ok(());
+    }
+    step(&format!(
+        "building bpf-linker {BPF_LINKER_VERSION} against Debian's LLVM 22 (about a minute)"
+    ));
+    cmd::run(
+        Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .args([
+                "install",
+                "bpf-linker",
+                "--locked",
+                "--version",
+                BPF_LINKER_VERSION,
+            ])
+            .args(["--no-default-features", "--features", "llvm-22"])
+            .env("LLVM_PREFIX", LLVM_PREFIX),
+    )
+    .context("installing bpf-linker")
+}
