@@ -1,9 +1,12 @@
 //! borderfilter's user space: the data plane handle, the order list, the daemon, the
 //! control socket and the CLI that talks to it.
 
+pub mod compile;
 pub mod dataplane;
 pub mod frame;
+pub mod orders;
 pub mod prefix;
+pub mod semantics;
 
 /// An error and its sources on one line: "outer: inner: innermost".
 pub fn error_chain(error: &dyn std::error::Error) -> String {

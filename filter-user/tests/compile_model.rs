@@ -1,0 +1,245 @@
+//! The compiler against the plain statement of the semantics (`semantics::decide`), on
+//! random nested lists: orders of every action and direction, some not yet or no longer
+//! in force, exceptions inside blocks and blocks inside exceptions.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use filter_common::types::{EXCEPTION_RULE, NO_RULE};
+use filter_user::{
+    compile::{compile, Compiled, Numbering},
+    orders::{Action, Direction, Exception, Instant, Listed, Order, OrderList, Side},
+    prefix::Prefix,
+    semantics::{decide, Decision},
+};
+use rand::{rngs::SmallRng, Rng, SeedableRng};
+use time::{macros::datetime, OffsetDateTime};
+
+const NOW: OffsetDateTime = datetime!(2026-11-28 12:00 UTC);
+
+fn rng() -> SmallRng {
+    let seed = std::env::var("BORDERFILTER_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    eprintln!("seed {seed} (BORDERFILTER_SEED={seed} replays)");
+    SmallRng::seed_from_u64(seed)
+}
+
+fn listed<T: ToString>(value: T) -> Listed<T> {
+    Listed {
+        text: value.to_string(),
+        value,
+    }
+}
+
+/// A random prefix inside the documentation ranges, biased to nest: IPv4 /24-/32 in
+/// 198.51.100.0/24 and 203.0.113.0/24, IPv6 /32-/128 in 2001:db8::/32.
+fn random_prefix(rng: &mut SmallRng) -> Prefix {
+    if rng.random_bool(0.6) {
+        let third = [100u8, 113][rng.random_range(0..2)];
+        let first = if third == 100 { [198, 51] } else { [203, 0] };
+        let addr = Ipv4Addr::new(first[0], first[1], third, rng.random());
+        Prefix::new_truncating(IpAddr::V4(addr), rng.random_range(24..=32))
+    } else {
+        let low: u128 = (rng.random::<u128>() >> 96) << 64 | u128::from(rng.random::<u8>());
+        let addr = Ipv6Addr::from((0x2001_0db8u128 << 96) | low);
+        let len = [32, 40, 48, 56, 64, 120, 128][rng.random_range(0..7)];
+        Prefix::new_truncating(IpAddr::V6(addr), len)
+    }
+}
+
+fn random_list(rng: &mut SmallRng) -> OrderList {
+    let mut list = OrderList::empty();
+    let orders = rng.random_range(1..12);
+    for i in 0..orders {
+        let day = |d: &str| Listed {
+            text: d.to_string(),
+            value: Instant::parse(d).unwrap(),
+        };
+        let (valid_from, expires) = match rng.random_range(0..6) {
+            0 => (Some(day("2026-12-01")), None), // pending
+            1 => (None, Some(day("2026-11-27"))), // expired
+            2 => (Some(day("2026-11-28")), Some(day("2026-11-28"))), // active today only
+            _ => (None, None),
+        };
+        list.orders.push(Order {
+            id: format!("ORD-{i}"),
+            authority: "Retten".into(),
+            issued: Listed {
+                text: "2026-01-01".into(),
+                value: time::macros::date!(2026 - 01 - 01),
+            },
+            valid_from,
+            expires,
+            basis: None,
+            action: Action::ALL[rng.random_range(0..3)],
+            direction: Some(Direction::ALL[rng.random_range(0..3)]),
+            prefixes: (0..rng.random_range(1..40))
+                .map(|_| listed(random_prefix(rng)))
+                .collect(),
+            allow_broad: None,
+            note: None,
+        });
+    }
+    for _ in 0..rng.random_range(0..15) {
+        list.exceptions.push(Exception {
+            prefix: listed(random_prefix(rng)),
+            reason: "test".into(),
+        });
+    }
+    list
+}
+
+/// What the compiled entries say for `addr` on `side`, in the terms of `Decision`.
+fn compiled_decision(
+    c: &Compiled,
+    list: &OrderList,
+    addr: IpAddr,
+    side: Side,
+) -> (Option<String>, bool) {
+    let entry = c
+        .entries
+        .iter()
+        .filter(|(p, _)| p.contains_addr(addr))
+        .max_by_key(|(p, _)| p.length())
+        .map(|(_, e)| *e);
+    let rule = entry.map_or(NO_RULE, |e| match side {
+        Side::Dst => e.dst_rule,
+        Side::Src => e.src_rule,
+    });
+    match rule {
+        NO_RULE => (None, false),
+        EXCEPTION_RULE => (None, true),
+        n => {
+            let id = c
+                .order_of_rule
+                .get(&n)
+                .cloned()
+                .expect("entry names a known rule");
+            let order = list.order(&id).expect("rule owned by a listed order");
+            assert_eq!(
+                c.rules[&n].action,
+                order.action.code(),
+                "rule {n} has the order's action"
+            );
+            (Some(id), false)
+        }
+    }
+}
+
+fn random_addr(rng: &mut SmallRng, list: &OrderList) -> IpAddr {
+    let all: Vec<Prefix> = list
+        .orders
+        .iter()
+        .flat_map(|o| o.prefixes.iter().map(|p| p.value))
+        .chain(list.exceptions.iter().map(|e| e.prefix.value))
+        .collect();
+    if rng.random_bool(0.8) && !all.is_empty() {
+        let p = all[rng.random_range(0..all.len())];
+        match p.addr() {
+            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(
+                u32::from(a)
+                    | (rng
+                        .random::<u32>()
+                        .checked_shr(u32::from(p.length()))
+                        .unwrap_or(0)),
+            )),
+            IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(
+                u128::from(a)
+                    | (rng
+                        .random::<u128>()
+                        .checked_shr(u32::from(p.length()))
+                        .unwrap_or(0)),
+            )),
+        }
+    } else {
+        random_prefix(rng).addr()
+    }
+}
+
+#[test]
+fn compiled_entries_equal_the_semantics_on_random_lists() {
+    let mut rng = rng();
+    let mut checked = 0;
+    let mut outcomes = [0usize; 3];
+    for _ in 0..300 {
+        let list = random_list(&mut rng);
+        let compiled = compile(&list, NOW, &Numbering::default()).expect("compiles");
+        for _ in 0..100 {
+            let addr = random_addr(&mut rng, &list);
+            for side in Side::BOTH {
+                let want = decide(&list, NOW, addr, side);
+                let got = compiled_decision(&compiled, &list, addr, side);
+                let want_short = match &want {
+                    Decision::Pass => (None, false),
+                    Decision::Exempt { .. } => (None, true),
+                    Decision::Order { id, .. } => (Some(id.clone()), false),
+                };
+                outcomes[match want {
+                    Decision::Pass => 0,
+                    Decision::Exempt { .. } => 1,
+                    Decision::Order { .. } => 2,
+                }] += 1;
+                assert_eq!(
+                    got,
+                    want_short,
+                    "{addr} as {side:?}: compiled {got:?}, semantics {want:?}\nlist: {}",
+                    list.to_json()
+                );
+                checked += 1;
+            }
+        }
+    }
+    eprintln!("{checked} lookups; pass/exempt/order: {outcomes:?}");
+    assert!(
+        outcomes.iter().all(|&n| n > checked / 20),
+        "every outcome must occur often: {outcomes:?}"
+    );
+}
+
+#[test]
+fn rule_numbers_are_stable_and_never_reused_within_a_change() {
+    let mut rng = rng();
+    let mut list = random_list(&mut rng);
+    while list.orders.len() < 3 {
+        list = random_list(&mut rng);
+    }
+    let first = compile(&list, NOW, &Numbering::default()).unwrap();
+    let numbering = Numbering::from_rules(&first.rules);
+    // Remove the first order and add a new one at the end.
+    let removed = list.orders.remove(0);
+    let mut added = list.orders[0].clone();
+    added.id = "NEW".into();
+    list.orders.push(added);
+    let second = compile(&list, NOW, &numbering).unwrap();
+    for order in &list.orders[..list.orders.len() - 1] {
+        assert_eq!(
+            first.rule_of_order(&order.id),
+            second.rule_of_order(&order.id),
+            "order {} kept its number",
+            order.id
+        );
+    }
+    let retired = first.rule_of_order(&removed.id).unwrap();
+    assert_ne!(
+        second.rule_of_order("NEW"),
+        Some(retired),
+        "a number retired by this change is not reused by it"
+    );
+}
+
+#[test]
+fn a_monitor_order_never_weakens_a_drop_order() {
+    let text = r#"{"version": 1, "orders": [
+        {"id": "M", "authority": "a", "issued": "2026-01-01", "action": "monitor", "prefixes": ["198.51.100.0/25"]},
+        {"id": "D", "authority": "a", "issued": "2026-01-01", "action": "drop", "prefixes": ["198.51.100.0/24"]}
+    ]}"#;
+    let (list, p) = filter_user::orders::parse::parse(text.as_bytes());
+    let list = list.unwrap_or_else(|| panic!("{p}"));
+    let c = compile(&list, NOW, &Numbering::default()).unwrap();
+    let addr: IpAddr = "198.51.100.1".parse().unwrap();
+    assert_eq!(
+        compiled_decision(&c, &list, addr, Side::Dst),
+        (Some("D".into()), false)
+    );
+}
