@@ -311,7 +311,7 @@ fn read_list(value: &Value, partial: &mut Partial, p: &mut Problems) -> Option<O
                     Err(best_effort) => {
                         partial
                             .orders
-                            .extend(best_effort.map(|(o, positions)| (i, o, Some(positions))));
+                            .extend(best_effort.map(|b| (i, b.0, Some(b.1))));
                         clean = None;
                     }
                 }
