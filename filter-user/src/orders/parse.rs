@@ -45,6 +45,14 @@ pub struct Partial {
     pub exceptions: Vec<(usize, Exception)>,
 }
 
+/// An order that failed to read cleanly: what could be read, and the position in the
+/// file of each prefix kept.
+#[derive(Debug)]
+pub struct PartlyRead {
+    pub order: Order,
+    pub positions: Vec<usize>,
+}
+
 /// Parses an order list. The list is returned only when there is no error; warnings
 /// may come with it.
 pub fn parse(bytes: &[u8]) -> (Option<OrderList>, Problems) {
@@ -311,7 +319,7 @@ fn read_list(value: &Value, partial: &mut Partial, p: &mut Problems) -> Option<O
                     Err(best_effort) => {
                         partial
                             .orders
-                            .extend(best_effort.map(|b| (i, b.0, Some(b.1))));
+                            .extend(best_effort.map(|b| (i, b.order, Some(b.positions))));
                         clean = None;
                     }
                 }
@@ -358,7 +366,7 @@ pub fn read_order(
     index: usize,
     value: &Value,
     p: &mut Problems,
-) -> Result<Order, Option<Box<(Order, Vec<usize>)>>> {
+) -> Result<Order, Option<Box<PartlyRead>>> {
     let errors_before = p.errors().count();
     let Some(map) = value.as_object() else {
         p.error(
@@ -509,7 +517,7 @@ pub fn read_order(
     if clean {
         Ok(order)
     } else {
-        Err(Some(Box::new((order, positions))))
+        Err(Some(Box::new(PartlyRead { order, positions })))
     }
 }
 
