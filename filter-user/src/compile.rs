@@ -97,20 +97,6 @@ impl Compiled {
     pub fn count(&self, family: Family) -> usize {
         self.entries.keys().filter(|p| p.family() == family).count()
     }
-
-    /// Prefixes whose entry blocks (drop or redirect) in some direction.
-    pub fn blocking_prefixes(&self) -> HashSet<Prefix> {
-        let blocks = |rule: u32| {
-            self.rules
-                .get(&rule)
-                .is_some_and(|r| action::blocks(r.action))
-        };
-        self.entries
-            .iter()
-            .filter(|(_, e)| blocks(e.dst_rule) || blocks(e.src_rule))
-            .map(|(p, _)| *p)
-            .collect()
-    }
 }
 
 /// The best order acting on a side, compared by strictness, then prefix length, then

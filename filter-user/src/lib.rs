@@ -1,12 +1,17 @@
 //! borderfilter's user space: the data plane handle, the order list, the daemon, the
 //! control socket and the CLI that talks to it.
 
+pub mod cli;
 pub mod compile;
+pub mod control;
+pub mod daemon;
 pub mod dataplane;
 pub mod frame;
 pub mod orders;
+pub mod paths;
 pub mod prefix;
 pub mod semantics;
+pub mod sync;
 
 /// An error and its sources on one line: "outer: inner: innermost".
 pub fn error_chain(error: &dyn std::error::Error) -> String {

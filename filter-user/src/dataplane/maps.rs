@@ -8,7 +8,7 @@ use aya::{
 };
 use filter_common::{maps as names, verdict, Counter, Entry, Rule};
 
-use super::DataplaneError;
+use super::{batch, DataplaneError};
 use crate::prefix::{Family, Prefix};
 
 /// One entry of a prefix trie.
@@ -123,6 +123,97 @@ impl Maps {
         }
     }
 
+    /// Adds or changes many entries, in the order given (within each family).
+    pub fn insert_many(&mut self, entries: &[(Prefix, Entry)]) -> Result<(), DataplaneError> {
+        for family in [Family::V4, Family::V6] {
+            let items: Vec<&(Prefix, Entry)> = entries
+                .iter()
+                .filter(|(p, _)| p.family() == family)
+                .collect();
+            for chunk in items.chunks(BATCH) {
+                let mut keys = Vec::with_capacity(chunk.len() * key_size(family));
+                let mut values = Vec::with_capacity(chunk.len() * size_of::<Entry>());
+                for (prefix, entry) in chunk {
+                    push_key(&mut keys, prefix);
+                    values.extend_from_slice(&entry.dst_rule.to_ne_bytes());
+                    values.extend_from_slice(&entry.src_rule.to_ne_bytes());
+                }
+                let map = Self::map_data(self.trie(family)).fd();
+                match batch::update(map, &keys, &values, chunk.len()) {
+                    Ok(()) => {}
+                    Err((_, e)) if batch::unsupported(&e) => {
+                        for (prefix, entry) in chunk {
+                            self.insert(prefix, *entry)?;
+                        }
+                    }
+                    Err((done, e)) => {
+                        let prefix = chunk
+                            .get(done)
+                            .map_or_else(String::new, |(p, _)| p.to_string());
+                        if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::E2BIG)) {
+                            return Err(DataplaneError::MapFull {
+                                map: Self::trie_name(family),
+                                capacity: self.capacity(family).unwrap_or(0),
+                                what: prefix,
+                            });
+                        }
+                        return Err(map_err("inserting", Self::trie_name(family), prefix)(
+                            MapError::SyscallError(aya::sys::SyscallError {
+                                call: "BPF_MAP_UPDATE_BATCH",
+                                io_error: e,
+                            }),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes many prefixes; absent ones are skipped.
+    pub fn remove_many(&mut self, prefixes: &[Prefix]) -> Result<(), DataplaneError> {
+        for family in [Family::V4, Family::V6] {
+            let items: Vec<&Prefix> = prefixes.iter().filter(|p| p.family() == family).collect();
+            let mut start = 0;
+            while start < items.len() {
+                let chunk = &items[start..(start + BATCH).min(items.len())];
+                let mut keys = Vec::with_capacity(chunk.len() * key_size(family));
+                for prefix in chunk {
+                    push_key(&mut keys, prefix);
+                }
+                let map = Self::map_data(self.trie(family)).fd();
+                match batch::delete(map, &keys, chunk.len()) {
+                    Ok(()) => start += chunk.len(),
+                    // An absent key stops the batch: skip it and go on after it.
+                    Err((done, e)) if e.raw_os_error() == Some(libc::ENOENT) => start += done + 1,
+                    Err((_, e)) if batch::unsupported(&e) => {
+                        for prefix in chunk {
+                            self.remove(prefix)?;
+                        }
+                        start += chunk.len();
+                    }
+                    Err((done, e)) => {
+                        let prefix = chunk.get(done).map_or_else(String::new, |p| p.to_string());
+                        return Err(map_err("removing", Self::trie_name(family), prefix)(
+                            MapError::SyscallError(aya::sys::SyscallError {
+                                call: "BPF_MAP_DELETE_BATCH",
+                                io_error: e,
+                            }),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn trie(&self, family: Family) -> &Map {
+        match family {
+            Family::V4 => &self.v4,
+            Family::V6 => &self.v6,
+        }
+    }
+
     /// Removes `prefix`; removing an absent prefix is not an error.
     pub fn remove(&mut self, prefix: &Prefix) -> Result<(), DataplaneError> {
         let name = Self::trie_name(prefix.family());
@@ -161,6 +252,50 @@ impl Maps {
     /// Every entry of the trie for `family`, sorted by prefix.
     pub fn prefixes(&self, family: Family) -> Result<Vec<PrefixEntry>, DataplaneError> {
         let name = Self::trie_name(family);
+        let ks = key_size(family);
+        match batch::lookup_all(
+            Self::map_data(self.trie(family)).fd(),
+            ks,
+            size_of::<Entry>(),
+        ) {
+            Ok((keys, values)) => {
+                let mut out: Vec<PrefixEntry> = keys
+                    .chunks_exact(ks)
+                    .zip(values.chunks_exact(size_of::<Entry>()))
+                    .map(|(k, v)| {
+                        let len = u32::from_ne_bytes(k[..4].try_into().expect("4 bytes")) as u8;
+                        let addr = match family {
+                            Family::V4 => {
+                                IpAddr::from(<[u8; 4]>::try_from(&k[4..]).expect("4 bytes"))
+                            }
+                            Family::V6 => {
+                                IpAddr::from(<[u8; 16]>::try_from(&k[4..]).expect("16 bytes"))
+                            }
+                        };
+                        let word =
+                            |i: usize| u32::from_ne_bytes(v[i..i + 4].try_into().expect("4 bytes"));
+                        PrefixEntry {
+                            prefix: Prefix::new_truncating(addr, len),
+                            entry: Entry {
+                                dst_rule: word(0),
+                                src_rule: word(4),
+                            },
+                        }
+                    })
+                    .collect();
+                out.sort();
+                return Ok(out);
+            }
+            Err(e) if batch::unsupported(&e) => {}
+            Err(e) => {
+                return Err(map_err("listing", name, "entries")(MapError::SyscallError(
+                    aya::sys::SyscallError {
+                        call: "BPF_MAP_LOOKUP_BATCH",
+                        io_error: e,
+                    },
+                )))
+            }
+        }
         let mut out = Vec::new();
         match family {
             Family::V4 => {
@@ -278,6 +413,19 @@ impl Maps {
             source: Some(Box::new(source)),
         })
     }
+}
+
+/// Elements per batch system call.
+const BATCH: usize = 8192;
+
+fn key_size(family: Family) -> usize {
+    4 + usize::from(family.bits() / 8)
+}
+
+/// Appends the LPM key of `prefix`: prefix length (host order), then the address bytes.
+fn push_key(keys: &mut Vec<u8>, prefix: &Prefix) {
+    keys.extend_from_slice(&u32::from(prefix.length()).to_ne_bytes());
+    keys.extend_from_slice(&prefix.addr_bytes());
 }
 
 fn sum<'a>(values: impl Iterator<Item = &'a Counter>) -> Counter {

@@ -7,6 +7,7 @@
 //! - `model`: a plain-Rust model of the program's decision, for tests and `check`.
 
 mod attach;
+mod batch;
 mod error;
 mod maps;
 pub mod model;

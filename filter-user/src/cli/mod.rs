@@ -1,0 +1,326 @@
+//! The `borderfilter` command line: the definitions (clap derive; each command's doc
+//! comment is its help text) and the dispatch. Commands that need the daemon are in
+//! `client`, those that work without it in `offline`.
+
+mod client;
+mod offline;
+pub mod table;
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{dataplane::AttachMode, paths, prefix::Prefix};
+
+/// Exit status: the operation was refused or failed (the reason is on stderr).
+pub const EXIT_REFUSED: i32 = 1;
+
+/// borderfilter enforces court-ordered blocking lists at line rate with XDP.
+///
+/// The order list file is the single source of truth. `borderfilter run` loads the XDP
+/// program on the router's interfaces and keeps its maps equal to the file; the other
+/// commands inspect and change the list through the running daemon.
+///
+/// Exit status: 0 on success, 1 when an operation is refused or fails (the reason is on
+/// stderr), 2 on a usage error.
+#[derive(Debug, Parser)]
+#[command(name = "borderfilter", version, max_term_width = 100)]
+pub struct Cli {
+    /// The daemon's control socket.
+    #[arg(long, global = true, value_name = "PATH", default_value = paths::SOCKET, env = "BORDERFILTER_SOCKET")]
+    pub socket: PathBuf,
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: attach the filter and keep it equal to the order list.
+    ///
+    /// The program and its maps are pinned under --pin-dir, so stopping or restarting the
+    /// daemon (even with SIGKILL) never pauses enforcement; `borderfilter detach` removes
+    /// the filter. The file is applied when it changes, on SIGHUP and on `reload`; a list
+    /// with any error changes nothing.
+    ///
+    /// Example: borderfilter run --iface eth0 --iface eth1 --protect 192.0.2.0/24
+    Run(RunArgs),
+    /// Check an order list file without applying it (no daemon, no root needed).
+    ///
+    /// Prints every problem, one per line, naming the order, the field, the value and why;
+    /// exits 1 if there is any error. Warnings alone exit 0.
+    ///
+    /// Example: borderfilter validate /etc/borderfilter/orders.json.new
+    Validate(ValidateArgs),
+    /// Show what the daemon enforces: interfaces, the list in force, sync state, refusals.
+    ///
+    /// Example: borderfilter status --json | jq .in_sync
+    Status,
+    /// List, show, add or remove orders.
+    #[command(subcommand)]
+    Orders(OrdersCommand),
+    /// Add prefixes to an order, or remove them.
+    #[command(subcommand)]
+    Block(BlockCommand),
+    /// Add or remove exceptions: allowed holes in the blocks.
+    #[command(subcommand)]
+    Exceptions(ExceptionsCommand),
+    /// Explain what happens to traffic to and from an address, and which order decides.
+    ///
+    /// Example: borderfilter check 198.51.100.10
+    Check(CheckArgs),
+    /// Packet and byte counters per order and per verdict.
+    ///
+    /// Example: borderfilter stats --watch 5
+    Stats(StatsArgs),
+    /// Re-read the order list file now. --force applies a list that the mass-removal
+    /// guard held back (one that stops enforcing more than half of the prefixes).
+    ///
+    /// Example: borderfilter reload --force
+    Reload(ForceArg),
+    /// Remove the filter from every interface and delete its pins. Enforcement stops.
+    ///
+    /// Asks the running daemon to detach and exit; without a daemon, removes the pins in
+    /// --pin-dir directly.
+    ///
+    /// Example: borderfilter detach --yes
+    Detach(DetachArgs),
+    /// Show the audit trail: every applied change, who made it, and which orders started
+    /// or stopped being enforced.
+    ///
+    /// Example: borderfilter audit --order BS-12345/2006 --since 2026-01-01
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Interface to filter (repeat for several).
+    #[arg(long = "iface", value_name = "IF")]
+    pub ifaces: Vec<String>,
+    /// The order list file.
+    #[arg(long, value_name = "PATH", default_value = paths::ORDERS)]
+    pub orders: PathBuf,
+    /// bpffs directory for the pinned program and maps.
+    #[arg(long, value_name = "PATH", default_value = paths::PIN_DIR)]
+    pub pin_dir: PathBuf,
+    /// XDP mode: native (in the driver), generic (works everywhere, slower), or auto
+    /// (native, falling back to generic with a warning).
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    pub xdp_mode: AttachMode,
+    /// A range no order may touch: management network, resolvers, exchange points
+    /// (repeat for several). Loopback, link-local and multicast are always protected.
+    #[arg(long, value_name = "PREFIX")]
+    pub protect: Vec<Prefix>,
+    /// Serve Prometheus metrics on this address (loopback by default).
+    #[arg(long, value_name = "ADDR:PORT", default_value = paths::METRICS)]
+    pub metrics: SocketAddr,
+    /// Do not serve metrics.
+    #[arg(long, conflicts_with = "metrics")]
+    pub no_metrics: bool,
+    /// Capacity of the IPv4 prefix map (takes effect when the maps are created).
+    #[arg(long, value_name = "N", default_value_t = filter_common::maps::DEFAULT_PREFIX_CAPACITY)]
+    pub capacity_v4: u32,
+    /// Capacity of the IPv6 prefix map.
+    #[arg(long, value_name = "N", default_value_t = filter_common::maps::DEFAULT_PREFIX_CAPACITY)]
+    pub capacity_v6: u32,
+    /// Largest order list file accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::orders::file::DEFAULT_MAX_BYTES)]
+    pub max_list_bytes: u64,
+    /// Let any local user run read-only commands (status, check, stats). Changes still
+    /// need root or the `borderfilter` group.
+    #[arg(long)]
+    pub public_read: bool,
+    /// The audit trail file.
+    #[arg(long, value_name = "PATH", default_value = paths::AUDIT_LOG)]
+    pub audit_log: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The file to check.
+    pub file: PathBuf,
+    /// Ranges to treat as protected, as the daemon's --protect does.
+    #[arg(long, value_name = "PREFIX")]
+    pub protect: Vec<Prefix>,
+    /// Map capacities to check against.
+    #[arg(long, value_name = "N", default_value_t = filter_common::maps::DEFAULT_PREFIX_CAPACITY)]
+    pub capacity_v4: u32,
+    #[arg(long, value_name = "N", default_value_t = filter_common::maps::DEFAULT_PREFIX_CAPACITY)]
+    pub capacity_v6: u32,
+    /// Largest file accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::orders::file::DEFAULT_MAX_BYTES)]
+    pub max_list_bytes: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrdersCommand {
+    /// List the orders with their state and counters.
+    ///
+    /// Example: borderfilter orders list
+    List,
+    /// Show one order in full.
+    ///
+    /// Example: borderfilter orders show BS-12345/2006
+    Show { id: String },
+    /// Add an order (written to the order list file, then applied).
+    ///
+    /// Example: borderfilter orders add --id BS-1/2026 --authority "Københavns Byret"
+    ///   --issued 2026-11-20 --action drop --basis copyright 198.51.100.0/24 2001:db8:66::/48
+    Add(OrderAddArgs),
+    /// Remove an order.
+    ///
+    /// Example: borderfilter orders remove BS-1/2026
+    Remove {
+        id: String,
+        #[command(flatten)]
+        force: ForceArg,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct OrderAddArgs {
+    /// The order's case reference, unique in the list.
+    #[arg(long)]
+    pub id: String,
+    /// The court or authority that issued it.
+    #[arg(long)]
+    pub authority: String,
+    /// Date of issue, YYYY-MM-DD.
+    #[arg(long, value_name = "DATE")]
+    pub issued: String,
+    /// drop, redirect (to the block-notice host) or monitor (count only).
+    #[arg(long)]
+    pub action: String,
+    /// Prefixes to block (CIDR or single addresses).
+    #[arg(required = true, value_name = "PREFIX")]
+    pub prefixes: Vec<String>,
+    /// First day enforced (YYYY-MM-DD, or an RFC 3339 time).
+    #[arg(long, value_name = "DATE")]
+    pub valid_from: Option<String>,
+    /// Last day enforced (YYYY-MM-DD, or an RFC 3339 time).
+    #[arg(long, value_name = "DATE")]
+    pub expires: Option<String>,
+    /// Legal basis: copyright, gambling, sanctions, ...
+    #[arg(long)]
+    pub basis: Option<String>,
+    /// dst, src or both (default both).
+    #[arg(long)]
+    pub direction: Option<String>,
+    /// Allow prefixes broader than /16 (IPv4) or /32 (IPv6).
+    #[arg(long)]
+    pub allow_broad: bool,
+    #[arg(long)]
+    pub note: Option<String>,
+    #[command(flatten)]
+    pub force: ForceArg,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BlockCommand {
+    /// Add prefixes to an existing order.
+    ///
+    /// Example: borderfilter block add 203.0.113.7 203.0.113.8 --order BS-1/2026
+    Add(BlockArgs),
+    /// Remove prefixes from an order.
+    ///
+    /// Example: borderfilter block remove 203.0.113.7 --order BS-1/2026
+    Remove(BlockArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BlockArgs {
+    #[arg(required = true, value_name = "PREFIX")]
+    pub prefixes: Vec<String>,
+    /// The order to change.
+    #[arg(long, value_name = "ID")]
+    pub order: String,
+    #[command(flatten)]
+    pub force: ForceArg,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExceptionsCommand {
+    /// Add an exception: traffic to and from PREFIX passes even inside a block.
+    ///
+    /// Example: borderfilter exceptions add 198.51.100.53 --reason "shared resolver"
+    Add {
+        prefix: String,
+        /// Why (kept in the list for the next person to read).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Remove an exception.
+    ///
+    /// Example: borderfilter exceptions remove 198.51.100.53
+    Remove {
+        prefix: String,
+        #[command(flatten)]
+        force: ForceArg,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The address to explain.
+    pub address: String,
+    /// Answer from this file instead of asking the daemon (no root needed).
+    #[arg(long, value_name = "PATH")]
+    pub orders: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Refresh every N seconds and show rates.
+    #[arg(long, value_name = "SECONDS")]
+    pub watch: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ForceArg {
+    /// Apply even if the change stops enforcing more than half of the enforced prefixes.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DetachArgs {
+    /// Confirm: enforcement stops.
+    #[arg(long)]
+    pub yes: bool,
+    /// The pin directory, when no daemon is running.
+    #[arg(long, value_name = "PATH", default_value = paths::PIN_DIR)]
+    pub pin_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only changes at or after this date or time (YYYY-MM-DD or RFC 3339, UTC).
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    /// Only changes that concern this order.
+    #[arg(long, value_name = "ID")]
+    pub order: Option<String>,
+}
+
+/// Runs the command; returns the process exit status.
+pub fn execute(cli: Cli) -> i32 {
+    let result = match cli.command {
+        Command::Run(args) => offline::run_daemon(args, cli.socket),
+        Command::Validate(args) => offline::validate(&args, cli.json),
+        Command::Check(CheckArgs {
+            address,
+            orders: Some(file),
+        }) => offline::check(&address, &file, cli.json),
+        Command::Detach(args) => client::detach(&cli.socket, &args, cli.json),
+        other => client::run(&cli.socket, other, cli.json),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("borderfilter: {}", crate::error_chain(e.as_ref()));
+            EXIT_REFUSED
+        }
+    }
+}

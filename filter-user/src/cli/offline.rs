@@ -1,0 +1,150 @@
+//! Commands that work without the daemon: `run` (which is the daemon), `validate`, and
+//! `check --orders FILE`.
+
+use std::path::Path;
+
+use serde_json::json;
+use time::OffsetDateTime;
+
+use super::{RunArgs, ValidateArgs, EXIT_REFUSED};
+use crate::{
+    daemon::{self, Config},
+    orders::{
+        file,
+        validate::{check as check_list, Policy, RedirectTarget},
+        Side,
+    },
+    semantics::{decide, Decision},
+};
+
+pub fn run_daemon(args: RunArgs, socket: std::path::PathBuf) -> anyhow::Result<i32> {
+    if args.ifaces.is_empty() {
+        log::warn!("no --iface given: the daemon keeps the maps in sync but filters no interface");
+    }
+    daemon::run(Config {
+        ifaces: args.ifaces,
+        orders: args.orders,
+        socket,
+        pin_dir: args.pin_dir,
+        xdp_mode: args.xdp_mode,
+        protect: args.protect,
+        metrics: (!args.no_metrics).then_some(args.metrics),
+        capacity_v4: args.capacity_v4,
+        capacity_v6: args.capacity_v6,
+        max_list_bytes: args.max_list_bytes,
+        public_read: args.public_read,
+        audit_log: args.audit_log,
+    })?;
+    Ok(0)
+}
+
+pub fn validate(args: &ValidateArgs, json: bool) -> anyhow::Result<i32> {
+    let policy = Policy {
+        protect: args.protect.clone(),
+        redirect: RedirectTarget::Unknown,
+        capacity_v4: args.capacity_v4,
+        capacity_v6: args.capacity_v6,
+    };
+    let (list, problems) = match file::read(&args.file, args.max_list_bytes) {
+        Ok(bytes) => check_list(&bytes, &policy),
+        Err(e) => {
+            let message = crate::error_chain(&e);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({"valid": false, "error": message}))?
+                );
+            } else {
+                eprintln!("error: {message}");
+            }
+            return Ok(EXIT_REFUSED);
+        }
+    };
+    let valid = list.is_some();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "valid": valid,
+                "orders": list.as_ref().map(|l| l.orders.len()),
+                "exceptions": list.as_ref().map(|l| l.exceptions.len()),
+                "problems": problems,
+            }))?
+        );
+    } else {
+        eprint!("{problems}");
+        if let Some(l) = &list {
+            let prefixes: usize = l.orders.iter().map(|o| o.prefixes.len()).sum();
+            println!(
+                "{}: valid ({} orders, {prefixes} prefixes, {} exceptions{})",
+                args.file.display(),
+                l.orders.len(),
+                l.exceptions.len(),
+                match problems.warnings().count() {
+                    0 => String::new(),
+                    n => format!(", {n} warning(s)"),
+                }
+            );
+        } else {
+            eprintln!(
+                "{}: {} error(s); nothing would be applied",
+                args.file.display(),
+                problems.errors().count()
+            );
+        }
+    }
+    Ok(if valid { 0 } else { EXIT_REFUSED })
+}
+
+pub fn check(address: &str, path: &Path, json: bool) -> anyhow::Result<i32> {
+    let addr: std::net::IpAddr = address
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{address:?} is not an IPv4 or IPv6 address"))?;
+    let bytes = file::read(path, file::DEFAULT_MAX_BYTES)?;
+    let (list, problems) = check_list(&bytes, &Policy::default());
+    let Some(list) = list else {
+        eprint!("{problems}");
+        anyhow::bail!("{} is not a valid order list", path.display());
+    };
+    let now = OffsetDateTime::now_utc();
+    let sides: Vec<(Side, Decision)> = Side::BOTH
+        .iter()
+        .map(|&s| (s, decide(&list, now, addr, s)))
+        .collect();
+    if json {
+        let sides: Vec<_> = sides
+            .iter()
+            .map(|(s, d)| json!({"side": s, "decision": d}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"address": addr, "sides": sides}))?
+        );
+    } else {
+        for (side, d) in &sides {
+            let side = if *side == Side::Dst {
+                "destination"
+            } else {
+                "source"
+            };
+            match d {
+                Decision::Pass => println!("{addr} as {side}: pass (no order covers it)"),
+                Decision::Exempt { exception, prefix } => {
+                    println!(
+                        "{addr} as {side}: exempt by exception {prefix} ({})",
+                        list.exceptions[*exception].reason
+                    )
+                }
+                Decision::Order { order, prefix, .. } => {
+                    let o = &list.orders[*order];
+                    println!(
+                        "{addr} as {side}: {} by order {} ({}, issued {}), prefix {prefix}",
+                        o.action, o.id, o.authority, o.issued.text
+                    )
+                }
+            }
+        }
+    }
+    Ok(0)
+}

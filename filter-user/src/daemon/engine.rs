@@ -1,0 +1,734 @@
+//! The daemon's core: it owns the data plane and the list in force, and turns every
+//! trigger (start, file change, signal, CLI edit, clock) into one all-or-nothing sync.
+//! It is not async: the caller serializes access (one `Mutex`), which is also what makes
+//! concurrent CLI edits safe: each reads the file, changes it and applies it alone.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::IpAddr,
+    time::Instant as Clock,
+};
+
+use time::OffsetDateTime;
+
+use super::{
+    audit::{self, Origin, Record},
+    config::Config,
+};
+use crate::{
+    compile::{compile, fingerprint, Compiled, Numbering},
+    control::report::{self, ChangeReport},
+    dataplane::{detach_pinned, Attachment, Dataplane, LoadOptions},
+    error_chain,
+    orders::{
+        edit::Edit,
+        file,
+        validate::{self, Policy, RedirectTarget},
+        window::{next_change, rfc3339},
+        Order, OrderList, OrderState, Problems, Side,
+    },
+    prefix::Family,
+    semantics::{self, Decision},
+    sync::{Plan, Snapshot},
+};
+use filter_common::{action, types};
+
+/// Above this many prefixes, a change that stops enforcing more than half of the
+/// enforced prefixes needs `--force`.
+pub const GUARD_MIN_PREFIXES: usize = 100;
+
+/// The list in force.
+struct Applied {
+    list: OrderList,
+    sha256: String,
+    compiled: Compiled,
+    at: OffsetDateTime,
+    origin: Origin,
+    warnings: Vec<String>,
+}
+
+/// What a sync did.
+#[derive(Debug)]
+pub enum Outcome {
+    Applied(ChangeReport),
+    Unchanged(ChangeReport),
+    Refused(report::Refusal),
+}
+
+/// Counts of syncs, for the metrics.
+#[derive(Clone, Debug, Default)]
+pub struct SyncHistory {
+    pub applied: u64,
+    pub rejected: u64,
+    pub last_applied: Option<OffsetDateTime>,
+    pub last_rejected: Option<OffsetDateTime>,
+    /// Durations of applied syncs, in seconds, since the last time they were taken.
+    pub durations: Vec<f64>,
+}
+
+pub struct Engine {
+    config: Config,
+    dataplane: Dataplane,
+    attached: Vec<Attachment>,
+    /// What the maps hold; `None` after a failed sync, until read again.
+    held: Option<Snapshot>,
+    applied: Option<Applied>,
+    refusal: Option<report::Refusal>,
+    pub history: SyncHistory,
+}
+
+fn refusal(
+    origin: &Origin,
+    sha256: Option<String>,
+    problems: Vec<String>,
+    needs_force: bool,
+) -> report::Refusal {
+    report::Refusal {
+        at: rfc3339(OffsetDateTime::now_utc()),
+        origin: origin.name().to_string(),
+        sha256,
+        problems,
+        needs_force,
+    }
+}
+
+fn lines(problems: &Problems) -> Vec<String> {
+    problems.0.iter().map(|p| p.to_string()).collect()
+}
+
+impl Engine {
+    /// Loads (or reuses) the pinned program and maps, brings the maps in line with the
+    /// file, then attaches to the interfaces: a fresh filter is complete before it sees
+    /// its first packet, and a restarted one never stops enforcing.
+    pub fn start(config: Config) -> anyhow::Result<Self> {
+        let dataplane = Dataplane::load(&LoadOptions {
+            pin_dir: Some(config.pin_dir.clone()),
+            v4_capacity: config.capacity_v4,
+            v6_capacity: config.capacity_v6,
+        })
+        .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+        if dataplane.reused_pinned_maps() {
+            log::info!(
+                "reusing the maps pinned in {}: enforcement continues",
+                config.pin_dir.display()
+            );
+        }
+        let mut engine = Self {
+            config,
+            dataplane,
+            attached: Vec::new(),
+            held: None,
+            applied: None,
+            refusal: None,
+            history: SyncHistory::default(),
+        };
+        engine.held = Some(
+            Snapshot::read(engine.dataplane.maps())
+                .map_err(|e| anyhow::anyhow!(error_chain(&e)))?,
+        );
+        match engine.sync_from_file(Origin::Start, false) {
+            Outcome::Refused(r) => log::error!(
+                "the order list was refused at start; the filter keeps what it held ({} entries):\n{}",
+                engine.held.as_ref().map_or(0, |h| h.entries.len()),
+                r.problems.join("\n")
+            ),
+            Outcome::Applied(_) | Outcome::Unchanged(_) => {}
+        }
+        for iface in engine.config.ifaces.clone() {
+            let a = engine
+                .dataplane
+                .attach(&iface, engine.config.xdp_mode)
+                .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+            log::info!(
+                "{iface}: {} in {} mode",
+                if a.reused {
+                    "kept the pinned attachment"
+                } else {
+                    "attached"
+                },
+                a.mode
+            );
+            engine.attached.push(a);
+        }
+        Ok(engine)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn policy(&self) -> Policy {
+        let maps = self.dataplane.maps();
+        Policy {
+            protect: self.config.protect.clone(),
+            redirect: RedirectTarget::NotConfigured,
+            capacity_v4: maps.capacity(Family::V4).unwrap_or(self.config.capacity_v4),
+            capacity_v6: maps.capacity(Family::V6).unwrap_or(self.config.capacity_v6),
+        }
+    }
+
+    /// Reads and checks the file: the list, its digest and its warnings.
+    fn read_file(&self) -> Result<(OrderList, String, Vec<String>), (Option<String>, Vec<String>)> {
+        let bytes = file::read(&self.config.orders, self.config.max_list_bytes)
+            .map_err(|e| (None, vec![format!("error: {}", error_chain(&e))]))?;
+        let sha256 = file::digest(&bytes);
+        let (list, problems) = validate::check(&bytes, &self.policy());
+        match list {
+            Some(list) => Ok((list, sha256, lines(&problems))),
+            None => Err((Some(sha256), lines(&problems))),
+        }
+    }
+
+    fn refuse(&mut self, r: report::Refusal) -> Outcome {
+        log::warn!(
+            "refused the order list ({}): {}",
+            r.origin,
+            r.problems.first().map(String::as_str).unwrap_or("")
+        );
+        self.history.rejected += 1;
+        self.history.last_rejected = Some(OffsetDateTime::now_utc());
+        Outcome::Refused(r)
+    }
+
+    /// Applies the file as it is on disk.
+    pub fn sync_from_file(&mut self, origin: Origin, force: bool) -> Outcome {
+        let (list, sha256, warnings) = match self.read_file() {
+            Ok(x) => x,
+            Err((sha256, problems)) => {
+                let r = refusal(&origin, sha256, problems, false);
+                self.refusal = Some(r.clone());
+                return self.refuse(r);
+            }
+        };
+        let outcome = self.install(list, sha256, origin, force, warnings);
+        match &outcome {
+            Outcome::Refused(r) => self.refusal = Some(r.clone()),
+            _ => self.refusal = None,
+        }
+        outcome
+    }
+
+    /// Makes a CLI edit: reads the file, changes it, checks the result like any list,
+    /// applies it, and writes it back. Nothing is written or applied if any step fails.
+    pub fn edit(&mut self, edit: &Edit, origin: Origin, force: bool) -> Outcome {
+        let (list, _, _) = match self.read_file() {
+            Ok(x) => x,
+            Err((_, mut problems)) => {
+                problems.insert(0, format!(
+                    "error: the order list file {} has errors; fix it (see `borderfilter validate {}`) before changing it through the CLI",
+                    self.config.orders.display(), self.config.orders.display()));
+                return self.refuse(refusal(&origin, None, problems, false));
+            }
+        };
+        let changed = match edit.apply(&list) {
+            Ok(l) => l,
+            Err(e) => {
+                return self.refuse(refusal(&origin, None, vec![format!("error: {e}")], false))
+            }
+        };
+        let problems = validate::validate(&changed, &self.policy());
+        if problems.has_errors() {
+            return self.refuse(refusal(&origin, None, lines(&problems), false));
+        }
+        if changed == list {
+            let sha256 = self
+                .applied
+                .as_ref()
+                .map(|a| a.sha256.clone())
+                .unwrap_or_default();
+            return Outcome::Unchanged(ChangeReport {
+                result: "unchanged".into(),
+                sha256,
+                ..ChangeReport::default()
+            });
+        }
+        let text = changed.to_json();
+        let sha256 = file::digest(text.as_bytes());
+        // The guard and the compiler run before the file is touched.
+        let compiled = match self.precheck(&changed, &origin, force, &sha256) {
+            Ok(c) => c,
+            Err(r) => return self.refuse(r),
+        };
+        if let Err(e) = file::write_atomic(&self.config.orders, text.as_bytes()) {
+            return self.refuse(refusal(
+                &origin,
+                Some(sha256),
+                vec![format!("error: {}", error_chain(&e))],
+                false,
+            ));
+        }
+        let outcome = self.apply_compiled(changed, sha256, origin, lines(&problems), compiled);
+        if !matches!(outcome, Outcome::Refused(_)) {
+            self.refusal = None;
+        }
+        outcome
+    }
+
+    /// Re-applies the list in force when an order's window opened or closed.
+    pub fn tick(&mut self, now: OffsetDateTime) -> Option<Outcome> {
+        let applied = self.applied.as_ref()?;
+        let due = applied
+            .compiled
+            .states
+            .iter()
+            .zip(&applied.list.orders)
+            .any(|((_, state), order)| order.state(now) != *state);
+        if !due {
+            return None;
+        }
+        let (list, sha256, warnings) = (
+            applied.list.clone(),
+            applied.sha256.clone(),
+            applied.warnings.clone(),
+        );
+        Some(self.install(list, sha256, Origin::Clock, true, warnings))
+    }
+
+    /// The next moment an order's window opens or closes.
+    pub fn next_change(&self) -> Option<OffsetDateTime> {
+        next_change(&self.applied.as_ref()?.list, OffsetDateTime::now_utc())
+    }
+
+    fn held(&mut self) -> Result<&Snapshot, String> {
+        if self.held.is_none() {
+            self.held = Some(Snapshot::read(self.dataplane.maps()).map_err(|e| error_chain(&e))?);
+        }
+        Ok(self.held.as_ref().expect("just read"))
+    }
+
+    /// Compiles `list` and applies the mass-removal guard, without changing anything.
+    fn precheck(
+        &mut self,
+        list: &OrderList,
+        origin: &Origin,
+        force: bool,
+        sha256: &str,
+    ) -> Result<Compiled, report::Refusal> {
+        let fail = |problems: Vec<String>, needs_force| {
+            refusal(origin, Some(sha256.to_string()), problems, needs_force)
+        };
+        let held = self.held().map_err(|e| {
+            fail(
+                vec![format!("error: cannot read the data plane: {e}")],
+                false,
+            )
+        })?;
+        let numbering = Numbering::from_rules(&held.rules);
+        let compiled = compile(list, OffsetDateTime::now_utc(), &numbering)
+            .map_err(|e| fail(vec![format!("error: {e}")], false))?;
+        if !force && *origin != Origin::Clock {
+            let before = held.blocking_prefixes();
+            let after = Snapshot::of(&compiled).blocking_prefixes();
+            let dropped = before.difference(&after).count();
+            if dropped > GUARD_MIN_PREFIXES && dropped * 2 > before.len() {
+                return Err(fail(
+                    vec![format!(
+                        "error: this list would stop enforcing {dropped} of the {} prefixes enforced now (more than half); \
+                         if that is intended, confirm with `borderfilter reload --force` (or --force on the CLI command)",
+                        before.len()
+                    )],
+                    true,
+                ));
+            }
+        }
+        Ok(compiled)
+    }
+
+    fn install(
+        &mut self,
+        list: OrderList,
+        sha256: String,
+        origin: Origin,
+        force: bool,
+        warnings: Vec<String>,
+    ) -> Outcome {
+        if origin != Origin::Clock && !force {
+            if let (Some(applied), Some(_)) = (&self.applied, &self.held) {
+                if applied.sha256 == sha256 {
+                    return Outcome::Unchanged(ChangeReport {
+                        result: "unchanged".into(),
+                        sha256,
+                        warnings,
+                        ..ChangeReport::default()
+                    });
+                }
+            }
+        }
+        match self.precheck(&list, &origin, force, &sha256) {
+            Ok(compiled) => self.apply_compiled(list, sha256, origin, warnings, compiled),
+            Err(r) => self.refuse(r),
+        }
+    }
+
+    /// Applies a list already compiled (and guarded) by `precheck`.
+    fn apply_compiled(
+        &mut self,
+        list: OrderList,
+        sha256: String,
+        origin: Origin,
+        warnings: Vec<String>,
+        compiled: Compiled,
+    ) -> Outcome {
+        let started = Clock::now();
+        let target = Snapshot::of(&compiled);
+        let held = self.held.as_ref().expect("read by precheck");
+        let plan = Plan::between(held, &target);
+        let enforced_before = held.enforced_owners();
+        let changes = match plan.apply(self.dataplane.maps_mut()) {
+            Ok(c) => c,
+            Err(e) => {
+                // The maps hold a mix that still blocks all both lists block; read them
+                // again before the next sync.
+                self.held = None;
+                return self.refuse(refusal(
+                    &origin,
+                    Some(sha256),
+                    vec![format!(
+                        "error: applying the list to the data plane failed: {}",
+                        error_chain(&e)
+                    )],
+                    false,
+                ));
+            }
+        };
+        self.held = Some(target);
+
+        let old = self.applied.as_ref();
+        // After a restart the previous list is unknown (the maps are what remains of it):
+        // orders are "added" only to a daemon that starts on empty maps.
+        let previous_known = old.is_some() || enforced_before.is_empty();
+        let by_id = |l: Option<&OrderList>| -> HashMap<String, Order> {
+            l.map(|l| l.orders.iter().map(|o| (o.id.clone(), o.clone())).collect())
+                .unwrap_or_default()
+        };
+        let (old_orders, new_orders) = if previous_known {
+            (by_id(old.map(|a| &a.list)), by_id(Some(&list)))
+        } else {
+            (HashMap::new(), HashMap::new())
+        };
+        let ids = |m: &HashMap<String, Order>| m.keys().cloned().collect::<BTreeSet<_>>();
+        // Which orders the data plane enforces, before and after, read from the maps
+        // themselves, so that this holds across restarts too.
+        let enforced_after = self.held.as_ref().expect("just set").enforced_owners();
+        let name = |owner: &u64| -> String {
+            let find = |c: &Compiled| {
+                c.order_of_rule
+                    .values()
+                    .find(|id| fingerprint(id) == *owner)
+                    .cloned()
+            };
+            find(&compiled)
+                .or_else(|| old.and_then(|a| find(&a.compiled)))
+                .unwrap_or_else(|| format!("(order with fingerprint {owner:016x})"))
+        };
+        let enforcement_started: Vec<String> = enforced_after
+            .difference(&enforced_before)
+            .map(name)
+            .collect();
+        let enforcement_ended: Vec<String> = enforced_before
+            .difference(&enforced_after)
+            .map(name)
+            .collect();
+        let report = ChangeReport {
+            result: "applied".into(),
+            sha256: sha256.clone(),
+            orders_added: ids(&new_orders)
+                .difference(&ids(&old_orders))
+                .cloned()
+                .collect(),
+            orders_removed: ids(&old_orders)
+                .difference(&ids(&new_orders))
+                .cloned()
+                .collect(),
+            orders_changed: new_orders
+                .iter()
+                .filter(|(id, o)| old_orders.get(*id).is_some_and(|old| old != *o))
+                .map(|(id, _)| id.clone())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            prefixes_added: changes.prefixes_added,
+            prefixes_changed: changes.prefixes_changed,
+            prefixes_removed: changes.prefixes_removed,
+            duration_ms: started.elapsed().as_millis() as u64,
+            warnings: warnings.clone(),
+        };
+        let record = Record {
+            time: rfc3339(OffsetDateTime::now_utc()),
+            who: origin.clone(),
+            sha256_before: old.map(|a| a.sha256.clone()),
+            sha256_after: sha256.clone(),
+            orders_added: report.orders_added.clone(),
+            orders_removed: report.orders_removed.clone(),
+            orders_changed: report.orders_changed.clone(),
+            enforcement_started,
+            enforcement_ended,
+            prefixes_added: report.prefixes_added,
+            prefixes_changed: report.prefixes_changed,
+            prefixes_removed: report.prefixes_removed,
+        };
+        let worth_recording = !plan.is_empty() || old.is_none_or(|a| a.sha256 != sha256);
+        if worth_recording {
+            if let Err(e) = audit::append(&self.config.audit_log, &record) {
+                log::error!("{}", error_chain(&e));
+            }
+        }
+        log::info!(
+            "applied the order list ({}): orders +{} -{} ~{}, enforcement started {:?} ended {:?}; prefixes +{} ~{} -{} in {} ms; sha256 {}",
+            origin.name(), report.orders_added.len(), report.orders_removed.len(), report.orders_changed.len(),
+            record.enforcement_started, record.enforcement_ended,
+            report.prefixes_added, report.prefixes_changed, report.prefixes_removed, report.duration_ms, &sha256[..12]
+        );
+        for w in &warnings {
+            log::warn!("{w}");
+        }
+        self.history.applied += 1;
+        self.history.last_applied = Some(OffsetDateTime::now_utc());
+        self.history.durations.push(started.elapsed().as_secs_f64());
+        self.applied = Some(Applied {
+            list,
+            sha256,
+            compiled,
+            at: OffsetDateTime::now_utc(),
+            origin,
+            warnings,
+        });
+        Outcome::Applied(report)
+    }
+
+    pub fn status(&self) -> report::Status {
+        let file_state =
+            file::read(&self.config.orders, self.config.max_list_bytes).map(|b| file::digest(&b));
+        let applied = self.applied.as_ref().map(|a| {
+            let count = |s: OrderState| a.compiled.states.iter().filter(|(_, x)| *x == s).count();
+            report::AppliedList {
+                sha256: a.sha256.clone(),
+                applied_at: rfc3339(a.at),
+                origin: a.origin.name().into(),
+                orders_active: count(OrderState::Active),
+                orders_pending: count(OrderState::Pending),
+                orders_expired: count(OrderState::Expired),
+                exceptions: a.list.exceptions.len(),
+                prefixes_ipv4: a.compiled.count(Family::V4),
+                prefixes_ipv6: a.compiled.count(Family::V6),
+                warnings: a.warnings.clone(),
+            }
+        });
+        report::Status {
+            version: env!("CARGO_PKG_VERSION").into(),
+            orders_file: self.config.orders.display().to_string(),
+            pin_dir: self.config.pin_dir.display().to_string(),
+            attached: self
+                .attached
+                .iter()
+                .map(|a| report::AttachedIface {
+                    iface: a.iface.clone(),
+                    mode: a.mode.to_string(),
+                })
+                .collect(),
+            in_sync: matches!((&file_state, &self.applied), (Ok(d), Some(a)) if *d == a.sha256)
+                && self.held.is_some(),
+            file_sha256: file_state.as_ref().ok().cloned(),
+            file_error: file_state.as_ref().err().map(|e| error_chain(e)),
+            applied,
+            refusal: self.refusal.clone(),
+            next_change: self.next_change().map(rfc3339),
+        }
+    }
+
+    /// Every order of the list in force with its counters.
+    pub fn orders(&self) -> Vec<report::OrderRow> {
+        let Some(a) = &self.applied else {
+            return Vec::new();
+        };
+        a.list
+            .orders
+            .iter()
+            .zip(&a.compiled.states)
+            .map(|(o, (_, state))| self.row(a, o, *state))
+            .collect()
+    }
+
+    fn row(&self, a: &Applied, o: &Order, state: OrderState) -> report::OrderRow {
+        let counter = a
+            .compiled
+            .rule_of_order(&o.id)
+            .and_then(|n| self.dataplane.maps().rule_counter(n).ok())
+            .unwrap_or_default();
+        report::OrderRow {
+            id: o.id.clone(),
+            state: state.to_string(),
+            action: o.action.to_string(),
+            direction: o.direction().to_string(),
+            authority: o.authority.clone(),
+            basis: o.basis.clone(),
+            issued: o.issued.text.clone(),
+            valid_from: o.valid_from.as_ref().map(|v| v.text.clone()),
+            expires: o.expires.as_ref().map(|v| v.text.clone()),
+            prefixes: o.prefixes.len(),
+            packets: counter.packets,
+            bytes: counter.bytes,
+        }
+    }
+
+    pub fn order(&self, id: &str) -> Option<report::OrderDetail> {
+        let a = self.applied.as_ref()?;
+        let (index, o) = a.list.orders.iter().enumerate().find(|(_, o)| o.id == id)?;
+        Some(report::OrderDetail {
+            row: self.row(a, o, a.compiled.states[index].1),
+            prefix_list: o.prefixes.iter().map(|p| p.text.clone()).collect(),
+            note: o.note.clone(),
+        })
+    }
+
+    /// Why `addr` is (or is not) blocked, citing the order and the authority.
+    pub fn check(&self, addr: IpAddr) -> Option<report::CheckReport> {
+        let a = self.applied.as_ref()?;
+        let now = OffsetDateTime::now_utc();
+        let entry = self.dataplane.maps().lookup(addr).ok().flatten();
+        let mut agrees = true;
+        let sides = Side::BOTH
+            .iter()
+            .map(|&side| {
+                let decision = semantics::decide(&a.list, now, addr, side);
+                let kernel_rule = entry.map_or(types::NO_RULE, |e| match side {
+                    Side::Dst => e.dst_rule,
+                    Side::Src => e.src_rule,
+                });
+                let expected_rule = match &decision {
+                    Decision::Pass => types::NO_RULE,
+                    Decision::Exempt { .. } => types::EXCEPTION_RULE,
+                    Decision::Order { id, .. } => a.compiled.rule_of_order(id).unwrap_or(u32::MAX),
+                };
+                agrees &= kernel_rule == expected_rule;
+                side_report(&a.list, side, &decision)
+            })
+            .collect();
+        Some(report::CheckReport {
+            address: addr.to_string(),
+            sides,
+            dataplane_agrees: agrees,
+        })
+    }
+
+    pub fn stats(&self) -> report::Stats {
+        let now = OffsetDateTime::now_utc();
+        let orders = self
+            .orders()
+            .into_iter()
+            .map(|r| report::OrderStat {
+                id: r.id,
+                action: r.action,
+                state: r.state,
+                packets: r.packets,
+                bytes: r.bytes,
+            })
+            .collect();
+        let verdicts = self
+            .dataplane
+            .maps()
+            .verdict_counters()
+            .map(|v| {
+                v.iter()
+                    .enumerate()
+                    .map(|(i, c)| report::VerdictStat {
+                        verdict: filter_common::verdict::NAMES[i].into(),
+                        packets: c.packets,
+                        bytes: c.bytes,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        report::Stats {
+            at: rfc3339(now),
+            at_unix_ms: (now.unix_timestamp_nanos() / 1_000_000) as u64,
+            orders,
+            verdicts,
+        }
+    }
+
+    pub fn audit(&self, since: Option<&str>, order: Option<&str>) -> Result<Vec<Record>, String> {
+        audit::read(&self.config.audit_log, since, order).map_err(|e| error_chain(&e))
+    }
+
+    /// Removes the program from every interface and removes the pins.
+    pub fn detach(&mut self) -> Result<Vec<String>, String> {
+        let detached = detach_pinned(&self.config.pin_dir).map_err(|e| error_chain(&e))?;
+        self.attached.clear();
+        log::warn!(
+            "detached from {detached:?} and removed the pins in {}: nothing is enforced now",
+            self.config.pin_dir.display()
+        );
+        Ok(detached)
+    }
+
+    pub fn dataplane(&self) -> &Dataplane {
+        &self.dataplane
+    }
+
+    pub fn attached(&self) -> &[Attachment] {
+        &self.attached
+    }
+
+    /// The list in force, its digest and its compiled form.
+    pub fn applied(&self) -> Option<(&OrderList, &str, &Compiled)> {
+        self.applied
+            .as_ref()
+            .map(|a| (&a.list, a.sha256.as_str(), &a.compiled))
+    }
+
+    pub fn refusal(&self) -> Option<&report::Refusal> {
+        self.refusal.as_ref()
+    }
+}
+
+fn side_report(list: &OrderList, side: Side, d: &Decision) -> report::SideReport {
+    let side_name = match side {
+        Side::Dst => "destination",
+        Side::Src => "source",
+    };
+    match d {
+        Decision::Pass => report::SideReport {
+            side: side_name.into(),
+            verdict: "pass".into(),
+            prefix: None,
+            order: None,
+            exception_reason: None,
+        },
+        Decision::Exempt { exception, prefix } => report::SideReport {
+            side: side_name.into(),
+            verdict: "exempt".into(),
+            prefix: Some(prefix.to_string()),
+            order: None,
+            exception_reason: list.exceptions.get(*exception).map(|e| e.reason.clone()),
+        },
+        Decision::Order {
+            order,
+            action: act,
+            prefix,
+            ..
+        } => {
+            let o = &list.orders[*order];
+            // A redirect order drops traffic *from* the blocked service.
+            let verdict = if side == Side::Src && act.code() == action::REDIRECT {
+                "drop".to_string()
+            } else {
+                act.to_string()
+            };
+            report::SideReport {
+                side: side_name.into(),
+                verdict,
+                prefix: Some(prefix.to_string()),
+                order: Some(report::OrderRef {
+                    id: o.id.clone(),
+                    action: o.action.to_string(),
+                    authority: o.authority.clone(),
+                    basis: o.basis.clone(),
+                    issued: o.issued.text.clone(),
+                    expires: o.expires.as_ref().map(|e| e.text.clone()),
+                }),
+                exception_reason: None,
+            }
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! `borderfilter run`: the daemon. It keeps the data plane equal to the order list file
+//! and serves the CLI.
+//!
+//! - `config`: its settings;
+//! - `engine`: the data plane and the list in force, and every sync;
+//! - `server`: the control socket; `access`: who may change what;
+//! - `watch`: noticing file changes; `audit`: the audit trail.
+
+pub mod access;
+pub mod audit;
+pub mod config;
+pub mod engine;
+pub mod server;
+pub mod watch;
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tokio::{
+    signal::unix::{signal, SignalKind},
+    sync::mpsc,
+};
+
+use audit::Origin;
+pub use config::Config;
+use engine::Engine;
+
+/// The engine, shared by the tasks that trigger syncs and the control socket.
+pub type Shared = Arc<Mutex<Engine>>;
+
+/// How often the daemon looks at the clock (order windows) and at the file's identity.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// Quiet time after a file event before reading the file, so that a burst of events
+/// (an editor's write, rename and chmod) gives one sync.
+const DEBOUNCE: Duration = Duration::from_millis(50);
+
+pub fn run(config: Config) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(run_async(config))
+}
+
+async fn blocking<T: Send + 'static>(
+    engine: &Shared,
+    f: impl FnOnce(&mut Engine) -> T + Send + 'static,
+) -> T {
+    let engine = Arc::clone(engine);
+    tokio::task::spawn_blocking(move || f(&mut engine.lock().unwrap_or_else(|p| p.into_inner())))
+        .await
+        .expect("engine task panicked")
+}
+
+async fn run_async(config: Config) -> anyhow::Result<()> {
+    let listener = server::bind(&config.socket, config.public_read)?;
+    let socket = config.socket.clone();
+    let orders = config.orders.clone();
+    let engine: Shared = Arc::new(Mutex::new(
+        tokio::task::spawn_blocking(move || Engine::start(config)).await??,
+    ));
+    log::info!(
+        "control socket {}; watching {}",
+        socket.display(),
+        orders.display()
+    );
+
+    let (changed_tx, mut changed) = mpsc::channel(1);
+    if let Err(e) = watch::spawn(orders.clone(), changed_tx) {
+        log::warn!(
+            "cannot watch {} ({e}); relying on the once-a-second check",
+            orders.display()
+        );
+    }
+    let (stop_tx, mut stop) = mpsc::channel(1);
+    tokio::spawn(server::serve(listener, Arc::clone(&engine), stop_tx));
+
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    let mut last_seen = watch::fingerprint(&orders);
+    loop {
+        tokio::select! {
+            Some(()) = changed.recv() => {
+                tokio::time::sleep(DEBOUNCE).await;
+                while changed.try_recv().is_ok() {}
+                last_seen = watch::fingerprint(&orders);
+                blocking(&engine, |e| e.sync_from_file(Origin::File, false)).await;
+            }
+            _ = hangup.recv() => {
+                log::info!("SIGHUP: reading the order list again");
+                blocking(&engine, |e| e.sync_from_file(Origin::Signal, false)).await;
+            }
+            _ = heartbeat.tick() => {
+                let now = watch::fingerprint(&orders);
+                if now != last_seen {
+                    last_seen = now;
+                    blocking(&engine, |e| e.sync_from_file(Origin::File, false)).await;
+                }
+                blocking(&engine, |e| e.tick(time::OffsetDateTime::now_utc())).await;
+            }
+            _ = stop.recv() => break,
+            _ = terminate.recv() => { log::info!("SIGTERM: stopping; the filter stays attached and enforcing"); break }
+            _ = interrupt.recv() => { log::info!("SIGINT: stopping; the filter stays attached and enforcing"); break }
+        }
+    }
+    let _ = std::fs::remove_file(&socket);
+    Ok(())
+}

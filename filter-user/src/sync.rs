@@ -1,0 +1,188 @@
+//! Making the data plane hold a compiled list, without ever passing a packet that both
+//! the old and the new list block.
+//!
+//! The change is applied in phases (proof in `docs/design/sync.md`):
+//! 1. rules that become stricter, and rules for new orders (counters zeroed first);
+//! 2. entries added or changed, longest prefixes first;
+//! 3. entries removed;
+//! 4. rules that become weaker (stop blocking);
+//! 5. rule slots of orders that left the list.
+//!
+//! During phase 2 every address's longest present entry is either an old entry with its
+//! old value or a new entry that is the address's longest new entry, so an address
+//! blocked before and after is blocked throughout; phase 3 only removes entries that
+//! nothing longer than them depends on for that guarantee.
+
+use std::collections::BTreeMap;
+
+use filter_common::{action, Entry, Rule};
+
+use crate::{
+    compile::Compiled,
+    dataplane::{DataplaneError, Maps},
+    prefix::{Family, Prefix},
+};
+
+/// What the data plane holds: every entry and every rule slot in use.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub entries: BTreeMap<Prefix, Entry>,
+    pub rules: BTreeMap<u32, Rule>,
+}
+
+impl Snapshot {
+    /// Reads the maps.
+    pub fn read(maps: &Maps) -> Result<Self, DataplaneError> {
+        let mut entries = BTreeMap::new();
+        for family in [Family::V4, Family::V6] {
+            for e in maps.prefixes(family)? {
+                entries.insert(e.prefix, e.entry);
+            }
+        }
+        let rules = maps.rules()?.into_iter().collect();
+        Ok(Self { entries, rules })
+    }
+
+    /// Prefixes whose entry blocks (drop or redirect) in some direction: what the
+    /// mass-removal guard counts.
+    pub fn blocking_prefixes(&self) -> std::collections::HashSet<Prefix> {
+        let blocks = |rule: u32| {
+            self.rules
+                .get(&rule)
+                .is_some_and(|r| action::blocks(r.action))
+        };
+        self.entries
+            .iter()
+            .filter(|(_, e)| blocks(e.dst_rule) || blocks(e.src_rule))
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    /// Fingerprints of the orders whose rules some entry names: the orders enforced.
+    pub fn enforced_owners(&self) -> std::collections::BTreeSet<u64> {
+        self.entries
+            .values()
+            .flat_map(|e| [e.dst_rule, e.src_rule])
+            .filter(|n| *n >= filter_common::types::FIRST_ORDER_RULE)
+            .filter_map(|n| self.rules.get(&n).map(|r| r.owner))
+            .collect()
+    }
+
+    /// What the data plane will hold once `compiled` is applied.
+    pub fn of(compiled: &Compiled) -> Self {
+        Self {
+            entries: compiled.entries.clone(),
+            rules: compiled.rules.clone(),
+        }
+    }
+}
+
+/// The changes between two snapshots, in the order they must be made.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    /// Phase 1: (number, rule, zero its counters first).
+    pub rules_first: Vec<(u32, Rule, bool)>,
+    /// Phase 2, longest prefix first.
+    pub upserts: Vec<(Prefix, Entry)>,
+    /// Phase 3.
+    pub removals: Vec<Prefix>,
+    /// Phase 4.
+    pub rules_weakened: Vec<(u32, Rule)>,
+    /// Phase 5.
+    pub rules_freed: Vec<u32>,
+    /// Of `upserts`, how many add a prefix (the rest change one).
+    pub added: usize,
+}
+
+/// Counts of what a sync changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Changes {
+    pub prefixes_added: usize,
+    pub prefixes_changed: usize,
+    pub prefixes_removed: usize,
+    pub rules_changed: usize,
+}
+
+impl Plan {
+    pub fn between(current: &Snapshot, target: &Snapshot) -> Self {
+        let mut plan = Plan::default();
+        for (&number, rule) in &target.rules {
+            match current.rules.get(&number) {
+                None => plan.rules_first.push((number, *rule, true)),
+                Some(old) if old == rule => {}
+                Some(old) if old.owner != rule.owner => {
+                    plan.rules_first.push((number, *rule, true))
+                }
+                Some(old) if action::blocks(old.action) && !action::blocks(rule.action) => {
+                    plan.rules_weakened.push((number, *rule))
+                }
+                Some(_) => plan.rules_first.push((number, *rule, false)),
+            }
+        }
+        plan.rules_freed = current
+            .rules
+            .keys()
+            .filter(|n| !target.rules.contains_key(n))
+            .copied()
+            .collect();
+        for (prefix, entry) in &target.entries {
+            match current.entries.get(prefix) {
+                Some(old) if old == entry => {}
+                Some(_) => plan.upserts.push((*prefix, *entry)),
+                None => {
+                    plan.upserts.push((*prefix, *entry));
+                    plan.added += 1;
+                }
+            }
+        }
+        plan.upserts
+            .sort_by_key(|(p, _)| std::cmp::Reverse(p.length()));
+        plan.removals = current
+            .entries
+            .keys()
+            .filter(|p| !target.entries.contains_key(p))
+            .copied()
+            .collect();
+        plan
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules_first.is_empty()
+            && self.upserts.is_empty()
+            && self.removals.is_empty()
+            && self.rules_weakened.is_empty()
+            && self.rules_freed.is_empty()
+    }
+
+    pub fn changes(&self) -> Changes {
+        Changes {
+            prefixes_added: self.added,
+            prefixes_changed: self.upserts.len() - self.added,
+            prefixes_removed: self.removals.len(),
+            rules_changed: self.rules_first.len()
+                + self.rules_weakened.len()
+                + self.rules_freed.len(),
+        }
+    }
+
+    /// Applies the plan in its phases. On error the data plane holds a mix of the two
+    /// snapshots that still blocks everything both block; the caller re-reads it before
+    /// the next sync.
+    pub fn apply(&self, maps: &mut Maps) -> Result<Changes, DataplaneError> {
+        for (number, rule, zero) in &self.rules_first {
+            if *zero {
+                maps.reset_rule_counter(*number)?;
+            }
+            maps.set_rule(*number, *rule)?;
+        }
+        maps.insert_many(&self.upserts)?;
+        maps.remove_many(&self.removals)?;
+        for (number, rule) in &self.rules_weakened {
+            maps.set_rule(*number, *rule)?;
+        }
+        for number in &self.rules_freed {
+            maps.set_rule(*number, Rule::default())?;
+        }
+        Ok(self.changes())
+    }
+}
