@@ -1,1 +1,39 @@
+//! The harness of the end-to-end tests: network namespaces joined by veth pairs, a router
+//! namespace running the real `borderfilter` daemon, and real traffic (TCP, UDP, ICMP)
+//! sent from threads that enter the namespaces.
+//!
+//! - `netns`: namespaces and links, torn down on drop;
+//! - `topology`: the client - router - server topology every test uses;
+//! - `daemon`: the daemon process and the CLI;
+//! - `traffic`: sockets inside a namespace;
+//! - `poll`: waiting for a condition instead of sleeping.
 
+pub mod daemon;
+pub mod netns;
+pub mod poll;
+pub mod topology;
+pub mod traffic;
+
+/// These tests build namespaces and load XDP programs.
+#[track_caller]
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        panic!("end-to-end tests need root (network namespaces, XDP): run `cargo xtask test`");
+    }
+}
+
+/// A short tag unique to this test in this run, for namespace and file names.
+pub fn unique_tag(test: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let hash = test
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    format!(
+        "{:04x}{:x}{n}",
+        (hash ^ std::process::id()) & 0xffff,
+        std::process::id() % 16
+    )
+}

@@ -168,7 +168,7 @@ pub enum OrdersCommand {
     ///
     /// Example: borderfilter orders add --id BS-1/2026 --authority "Københavns Byret"
     ///   --issued 2026-11-20 --action drop --basis copyright 198.51.100.0/24 2001:db8:66::/48
-    Add(OrderAddArgs),
+    Add(Box<OrderAddArgs>),
     /// Remove an order.
     ///
     /// Example: borderfilter orders remove BS-1/2026

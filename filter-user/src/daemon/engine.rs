@@ -47,6 +47,19 @@ struct Applied {
     warnings: Vec<String>,
 }
 
+/// A valid list read from the file.
+struct FileList {
+    list: OrderList,
+    sha256: String,
+    warnings: Vec<String>,
+}
+
+/// Why the file cannot be applied.
+struct FileProblems {
+    sha256: Option<String>,
+    problems: Vec<String>,
+}
+
 /// What a sync did.
 #[derive(Debug)]
 pub enum Outcome {
@@ -150,6 +163,14 @@ impl Engine {
             );
             engine.attached.push(a);
         }
+        for stray in engine.dataplane.attachments() {
+            if !engine.config.ifaces.contains(&stray.iface) {
+                log::warn!(
+                    "{} still runs the filter but is not given with --iface; it stays filtered until `borderfilter detach`",
+                    stray.iface
+                );
+            }
+        }
         Ok(engine)
     }
 
@@ -167,15 +188,26 @@ impl Engine {
         }
     }
 
-    /// Reads and checks the file: the list, its digest and its warnings.
-    fn read_file(&self) -> Result<(OrderList, String, Vec<String>), (Option<String>, Vec<String>)> {
-        let bytes = file::read(&self.config.orders, self.config.max_list_bytes)
-            .map_err(|e| (None, vec![format!("error: {}", error_chain(&e))]))?;
+    /// Reads and checks the file.
+    fn read_file(&self) -> Result<FileList, FileProblems> {
+        let bytes = file::read(&self.config.orders, self.config.max_list_bytes).map_err(|e| {
+            FileProblems {
+                sha256: None,
+                problems: vec![format!("error: {}", error_chain(&e))],
+            }
+        })?;
         let sha256 = file::digest(&bytes);
         let (list, problems) = validate::check(&bytes, &self.policy());
         match list {
-            Some(list) => Ok((list, sha256, lines(&problems))),
-            None => Err((Some(sha256), lines(&problems))),
+            Some(list) => Ok(FileList {
+                list,
+                sha256,
+                warnings: lines(&problems),
+            }),
+            None => Err(FileProblems {
+                sha256: Some(sha256),
+                problems: lines(&problems),
+            }),
         }
     }
 
@@ -192,9 +224,13 @@ impl Engine {
 
     /// Applies the file as it is on disk.
     pub fn sync_from_file(&mut self, origin: Origin, force: bool) -> Outcome {
-        let (list, sha256, warnings) = match self.read_file() {
+        let FileList {
+            list,
+            sha256,
+            warnings,
+        } = match self.read_file() {
             Ok(x) => x,
-            Err((sha256, problems)) => {
+            Err(FileProblems { sha256, problems }) => {
                 let r = refusal(&origin, sha256, problems, false);
                 self.refusal = Some(r.clone());
                 return self.refuse(r);
@@ -211,9 +247,9 @@ impl Engine {
     /// Makes a CLI edit: reads the file, changes it, checks the result like any list,
     /// applies it, and writes it back. Nothing is written or applied if any step fails.
     pub fn edit(&mut self, edit: &Edit, origin: Origin, force: bool) -> Outcome {
-        let (list, _, _) = match self.read_file() {
-            Ok(x) => x,
-            Err((_, mut problems)) => {
+        let list = match self.read_file() {
+            Ok(x) => x.list,
+            Err(FileProblems { mut problems, .. }) => {
                 problems.insert(0, format!(
                     "error: the order list file {} has errors; fix it (see `borderfilter validate {}`) before changing it through the CLI",
                     self.config.orders.display(), self.config.orders.display()));

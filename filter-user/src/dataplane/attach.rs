@@ -1,24 +1,26 @@
-//! Attaching the program to interfaces, and the pinned links that keep it attached when
-//! the process that attached it is gone.
+//! Attaching the program to interfaces, finding where it is attached, and detaching.
 //!
-//! A pinned link is named `link.<mode>.<iface>` in the pin directory, so that a restarted
-//! daemon (or `status`) knows in which mode each interface was attached. Re-attaching to an
-//! interface that already has a pinned link replaces the program on that link atomically
-//! (`bpf_link_update`): there is no instant without a filter.
+//! Attachments are made through netlink (see `netlink`): they belong to the interface
+//! and outlive the daemon. An interface runs "our" program when its XDP program uses the
+//! maps of our pin directory; re-attaching to such an interface replaces the program
+//! atomically (the kernel swaps it between two packets), so restarts and upgrades never
+//! leave an instant without a filter. An interface running someone else's XDP program is
+//! left alone: replacing it could take down whatever it does.
 
-use std::{
-    fmt,
-    path::{Path, PathBuf},
-    str::FromStr,
+use std::{collections::HashSet, fmt, os::fd::AsFd, path::Path, str::FromStr};
+
+use aya::{
+    maps::MapInfo,
+    programs::{loaded_programs, ProgramInfo},
 };
 
-use aya::programs::{
-    links::{FdLink, PinnedLink},
-    xdp::XdpLink,
-    XdpMode,
+use super::{
+    netlink::{
+        self, Attached, LinkXdp, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE,
+        XDP_FLAGS_UPDATE_IF_NOEXIST,
+    },
+    Dataplane, DataplaneError,
 };
-
-use super::{Dataplane, DataplaneError};
 
 /// How to attach to an interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize)]
@@ -42,11 +44,20 @@ impl AttachMode {
         }
     }
 
-    fn xdp_mode(self) -> XdpMode {
+    fn flags(self) -> u32 {
         match self {
-            AttachMode::Native => XdpMode::Driver,
-            AttachMode::Generic => XdpMode::Skb,
-            AttachMode::Auto => XdpMode::Default,
+            AttachMode::Native => XDP_FLAGS_DRV_MODE,
+            AttachMode::Generic => XDP_FLAGS_SKB_MODE,
+            AttachMode::Auto => 0,
+        }
+    }
+
+    fn of(attached: Attached) -> Self {
+        match attached {
+            Attached::Generic => AttachMode::Generic,
+            // Hardware offload and mixed modes are reported as native: the program runs
+            // before the kernel's stack either way.
+            Attached::Driver | Attached::Hardware | Attached::Multi => AttachMode::Native,
         }
     }
 }
@@ -77,165 +88,195 @@ pub struct Attachment {
     pub iface: String,
     /// The mode it is actually attached in (never `Auto`).
     pub mode: AttachMode,
-    /// True when an existing pinned link was kept (and its program replaced).
+    /// True when our program was already there (and has been replaced by this one).
     pub reused: bool,
 }
 
-const LINK_PREFIX: &str = "link.";
-
-fn link_pin_name(mode: AttachMode, iface: &str) -> String {
-    format!("{LINK_PREFIX}{}.{iface}", mode.name())
+/// The interface index of `iface`, or `None` when there is no such interface.
+pub fn ifindex(iface: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(iface).ok()?;
+    // SAFETY: `name` is a valid NUL-terminated string for the duration of the call.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (index != 0).then_some(index)
 }
 
-/// The attachments pinned in `pin_dir`, read from the pin names.
-pub fn pinned_attachments(pin_dir: &Path) -> Vec<(Attachment, PathBuf)> {
-    let Ok(dir) = std::fs::read_dir(pin_dir) else {
-        return Vec::new();
-    };
-    let mut out: Vec<_> = dir
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let rest = name.strip_prefix(LINK_PREFIX)?;
-            let (mode, iface) = rest.split_once('.')?;
-            let mode = mode.parse().ok()?;
-            Some((
-                Attachment {
-                    iface: iface.to_string(),
-                    mode,
-                    reused: true,
-                },
-                e.path(),
-            ))
-        })
+fn program_info(id: u32) -> Option<ProgramInfo> {
+    loaded_programs().flatten().find(|p| p.id() == id)
+}
+
+/// Whether program `id` uses any of `map_ids` (i.e. is one of ours).
+fn uses_maps(id: u32, map_ids: &HashSet<u32>) -> bool {
+    program_info(id)
+        .and_then(|p| p.map_ids().ok().flatten())
+        .is_some_and(|ids| ids.iter().any(|m| map_ids.contains(m)))
+}
+
+fn netlink_error(op: &'static str, iface: &str, source: std::io::Error) -> DataplaneError {
+    DataplaneError::Netlink {
+        op,
+        iface: iface.to_string(),
+        source,
+    }
+}
+
+/// The interfaces whose XDP program uses the maps pinned in `pin_dir`.
+pub fn pinned_attachments(pin_dir: &Path) -> Vec<Attachment> {
+    let map_ids: HashSet<u32> = super::object::SHAPES
+        .iter()
+        .filter_map(|s| MapInfo::from_pin(pin_dir.join(s.name)).ok().map(|i| i.id()))
         .collect();
-    out.sort_by(|a, b| a.0.iface.cmp(&b.0.iface));
-    out
+    attachments_using(&map_ids)
+}
+
+fn attachments_using(map_ids: &HashSet<u32>) -> Vec<Attachment> {
+    if map_ids.is_empty() {
+        return Vec::new();
+    }
+    netlink::links()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|l| {
+            let (id, attached) = l.prog?;
+            uses_maps(id, map_ids).then(|| Attachment {
+                iface: l.name,
+                mode: AttachMode::of(attached),
+                reused: true,
+            })
+        })
+        .collect()
 }
 
 impl Dataplane {
-    /// Attaches the program to `iface`. With a pin directory the link is pinned, so the
-    /// program stays attached after this process exits; an interface that already has a
-    /// pinned link keeps it and gets this program atomically.
+    fn map_ids(&self) -> HashSet<u32> {
+        self.maps().ids()
+    }
+
+    /// The interfaces running this data plane's program (or an older one on its maps).
+    pub fn attachments(&self) -> Vec<Attachment> {
+        attachments_using(&self.map_ids())
+    }
+
+    /// Attaches the program to `iface`. An interface already running our program gets
+    /// this one in its place, atomically, in the mode it is in; one running a foreign
+    /// XDP program is refused.
     pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<Attachment, DataplaneError> {
-        if ifindex(iface).is_none() {
+        let Some(index) = ifindex(iface) else {
             return Err(DataplaneError::NoSuchInterface {
                 iface: iface.to_string(),
             });
-        }
-        if let Some(pin_dir) = self.pin_dir().map(Path::to_path_buf) {
-            if let Some((existing, path)) = pinned_attachments(&pin_dir)
-                .into_iter()
-                .find(|(a, _)| a.iface == iface)
-            {
-                self.replace_on_link(&path)?;
-                if mode != AttachMode::Auto && mode != existing.mode {
-                    log::warn!(
-                        "{iface} stays attached in {} mode (its pinned link is kept so \
-                         that enforcement never pauses); run `borderfilter detach` and \
-                         start again to switch it to {mode} mode",
-                        existing.mode
-                    );
-                }
-                return Ok(existing);
-            }
-        }
-        let actual = self.attach_new(iface, mode)?;
-        if let Some(pin_dir) = self.pin_dir().map(Path::to_path_buf) {
-            let path = pin_dir.join(link_pin_name(actual.1, iface));
-            let program = self.program_mut()?;
-            let link = program
-                .take_link(actual.0)
-                .map_err(|source| DataplaneError::Attach {
-                    iface: iface.to_string(),
-                    mode: actual.1,
-                    source: Box::new(source),
-                })?;
-            let fd_link = FdLink::try_from(link).map_err(|source| DataplaneError::Link {
-                op: "converting",
-                path: path.clone(),
+        };
+        let link: Option<LinkXdp> = netlink::links()
+            .map_err(|e| netlink_error("listing interfaces for", iface, e))?
+            .into_iter()
+            .find(|l| l.index == index);
+        let program_fd = self
+            .program()?
+            .fd()
+            .map_err(|source| DataplaneError::Attach {
+                iface: iface.to_string(),
+                mode,
                 source: Box::new(source),
             })?;
-            fd_link.pin(&path).map_err(|e| DataplaneError::PinIo {
-                op: "pinning the link at",
-                path: path.clone(),
-                source: std::io::Error::other(e),
+        let new = program_fd.as_fd();
+        if let Some((id, attached)) = link.and_then(|l| l.prog) {
+            if !uses_maps(id, &self.map_ids()) {
+                let name = program_info(id)
+                    .and_then(|p| p.name_as_str().map(str::to_string))
+                    .unwrap_or_default();
+                return Err(DataplaneError::ForeignProgram {
+                    iface: iface.to_string(),
+                    id,
+                    name,
+                });
+            }
+            let current = AttachMode::of(attached);
+            let old = program_info(id).and_then(|p| p.fd().ok()).ok_or_else(|| {
+                netlink_error(
+                    "finding the program attached to",
+                    iface,
+                    std::io::Error::from(std::io::ErrorKind::NotFound),
+                )
             })?;
+            netlink::set_xdp(index, Some(new), current.flags(), Some(old.as_fd()))
+                .map_err(|e| netlink_error("replacing the program on", iface, e))?;
+            if mode != AttachMode::Auto && mode != current {
+                log::warn!(
+                    "{iface} stays in {current} mode (the program was replaced in place so that \
+                     enforcement never pauses); run `borderfilter detach` and start again to switch \
+                     it to {mode} mode"
+                );
+            }
+            return Ok(Attachment {
+                iface: iface.to_string(),
+                mode: current,
+                reused: true,
+            });
+        }
+        let attach = |m: AttachMode| {
+            netlink::set_xdp(
+                index,
+                Some(new),
+                m.flags() | XDP_FLAGS_UPDATE_IF_NOEXIST,
+                None,
+            )
+            .map_err(|e| {
+                netlink_error(
+                    if m == AttachMode::Native {
+                        "attaching in native mode to"
+                    } else {
+                        "attaching in generic mode to"
+                    },
+                    iface,
+                    e,
+                )
+            })
+        };
+        let actual = match mode {
+            AttachMode::Auto => match attach(AttachMode::Native) {
+                Ok(()) => AttachMode::Native,
+                Err(e) => {
+                    log::warn!(
+                        "{iface}: {}; falling back to generic mode, which is slower",
+                        crate::error_chain(&e)
+                    );
+                    attach(AttachMode::Generic)?;
+                    AttachMode::Generic
+                }
+            },
+            m => {
+                attach(m)?;
+                m
+            }
+        };
+        if self.pin_dir().is_none() {
+            self.owned_attachments.push((index, actual));
         }
         Ok(Attachment {
             iface: iface.to_string(),
-            mode: actual.1,
+            mode: actual,
             reused: false,
         })
     }
 
-    fn attach_new(
-        &mut self,
-        iface: &str,
-        mode: AttachMode,
-    ) -> Result<(aya::programs::xdp::XdpLinkId, AttachMode), DataplaneError> {
-        let program = self.program_mut()?;
-        let attempt = |program: &mut aya::programs::Xdp, m: AttachMode| {
-            program
-                .attach(iface, m.xdp_mode())
-                .map_err(|source| DataplaneError::Attach {
-                    iface: iface.to_string(),
-                    mode: m,
-                    source: Box::new(source),
-                })
-        };
-        match mode {
-            AttachMode::Auto => match attempt(program, AttachMode::Native) {
-                Ok(id) => Ok((id, AttachMode::Native)),
-                Err(native_error) => {
-                    log::warn!(
-                        "{iface}: native XDP failed ({}); falling back to generic mode, \
-                         which is slower",
-                        crate::error_chain(&native_error)
-                    );
-                    attempt(program, AttachMode::Generic).map(|id| (id, AttachMode::Generic))
-                }
-            },
-            m => attempt(program, m).map(|id| (id, m)),
+    /// Removes the attachments made by an unpinned data plane (tests, benchmarks).
+    pub(super) fn detach_owned(&mut self) {
+        for (index, mode) in std::mem::take(&mut self.owned_attachments) {
+            let _ = netlink::set_xdp(index, None, mode.flags(), None);
         }
-    }
-
-    /// Puts this program on the link pinned at `path`, atomically replacing the old one.
-    fn replace_on_link(&mut self, path: &Path) -> Result<(), DataplaneError> {
-        let pinned = PinnedLink::from_pin(path).map_err(|source| DataplaneError::Link {
-            op: "opening",
-            path: path.to_path_buf(),
-            source: Box::new(source),
-        })?;
-        let link =
-            XdpLink::try_from(FdLink::from(pinned)).map_err(|source| DataplaneError::Link {
-                op: "reading",
-                path: path.to_path_buf(),
-                source: Box::new(source),
-            })?;
-        let replace_error = |source| DataplaneError::ReplaceProgram {
-            path: path.to_path_buf(),
-            source: Box::new(source),
-        };
-        let program = self.program_mut()?;
-        let id = program.attach_to_link(link).map_err(replace_error)?;
-        // Our handle is closed here; the pin keeps the link, and so the attachment.
-        drop(program.take_link(id).map_err(replace_error)?);
-        Ok(())
     }
 }
 
-/// Removes the program from every interface pinned in `pin_dir` and removes the pins
-/// (maps included). Returns the interfaces it detached from.
+/// Removes the program from every interface running it on the maps pinned in `pin_dir`,
+/// then removes the pins. Returns the interfaces it detached from.
 pub fn detach_pinned(pin_dir: &Path) -> Result<Vec<String>, DataplaneError> {
     let mut detached = Vec::new();
-    for (attachment, path) in pinned_attachments(pin_dir) {
-        std::fs::remove_file(&path).map_err(|source| DataplaneError::PinIo {
-            op: "removing",
-            path: path.clone(),
-            source,
+    for a in pinned_attachments(pin_dir) {
+        let index = ifindex(&a.iface).ok_or_else(|| DataplaneError::NoSuchInterface {
+            iface: a.iface.clone(),
         })?;
-        detached.push(attachment.iface);
+        netlink::set_xdp(index, None, a.mode.flags(), None)
+            .map_err(|e| netlink_error("detaching from", &a.iface, e))?;
+        detached.push(a.iface);
     }
     for shape in &super::object::SHAPES {
         let path = pin_dir.join(shape.name);
@@ -254,12 +295,4 @@ pub fn detach_pinned(pin_dir: &Path) -> Result<Vec<String>, DataplaneError> {
     // Leave the directory if something else lives there.
     let _ = std::fs::remove_dir(pin_dir);
     Ok(detached)
-}
-
-/// The interface index of `iface`, or `None` when there is no such interface.
-pub fn ifindex(iface: &str) -> Option<u32> {
-    let name = std::ffi::CString::new(iface).ok()?;
-    // SAFETY: `name` is a valid NUL-terminated string for the duration of the call.
-    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    (index != 0).then_some(index)
 }

@@ -2,11 +2,7 @@
 
 use std::path::PathBuf;
 
-use aya::{
-    maps::MapError,
-    programs::{links::LinkError, ProgramError},
-    EbpfError,
-};
+use aya::{maps::MapError, programs::ProgramError, EbpfError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
@@ -69,20 +65,23 @@ pub enum DataplaneError {
         #[source]
         source: Box<ProgramError>,
     },
-    #[error("replacing the program on the link pinned at {path} failed")]
-    ReplaceProgram {
-        path: PathBuf,
-        #[source]
-        source: Box<ProgramError>,
-    },
     #[error("interface {iface} does not exist")]
     NoSuchInterface { iface: String },
-    #[error("{op} the link pinned at {path} failed")]
-    Link {
+    #[error("{op} {iface} failed")]
+    Netlink {
         op: &'static str,
-        path: PathBuf,
+        iface: String,
         #[source]
-        source: Box<LinkError>,
+        source: std::io::Error,
+    },
+    #[error(
+        "{iface} already runs another XDP program ({name:?}, id {id}); borderfilter will not \
+         replace it. Remove it first (`ip link set dev {iface} xdp off`) if it is not needed"
+    )]
+    ForeignProgram {
+        iface: String,
+        id: u32,
+        name: String,
     },
     #[error("{op} {path} failed")]
     PinIo {

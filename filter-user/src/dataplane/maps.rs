@@ -79,6 +79,20 @@ impl Maps {
         }
     }
 
+    /// The kernel ids of the maps: a program that uses them is one of ours.
+    pub fn ids(&self) -> std::collections::HashSet<u32> {
+        [
+            &self.v4,
+            &self.v6,
+            &self.rules,
+            &self.rule_stats,
+            &self.verdicts,
+        ]
+        .iter()
+        .filter_map(|m| Self::map_data(m).info().ok().map(|i| i.id()))
+        .collect()
+    }
+
     /// Capacity (max entries) of the trie for `family`, as the kernel reports it.
     pub fn capacity(&self, family: Family) -> Result<u32, DataplaneError> {
         let map = match family {

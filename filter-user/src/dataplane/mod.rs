@@ -11,6 +11,7 @@ mod batch;
 mod error;
 mod maps;
 pub mod model;
+mod netlink;
 mod object;
 
 use std::path::{Path, PathBuf};
@@ -65,6 +66,14 @@ pub struct Dataplane {
     pin_dir: Option<PathBuf>,
     /// True when the maps were already pinned (a restart), false when created now.
     reused: bool,
+    /// Attachments an unpinned data plane made, removed when it is dropped.
+    owned_attachments: Vec<(u32, AttachMode)>,
+}
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {
+        self.detach_owned();
+    }
 }
 
 impl Dataplane {
@@ -106,6 +115,7 @@ impl Dataplane {
             maps,
             pin_dir: options.pin_dir.clone(),
             reused,
+            owned_attachments: Vec::new(),
         })
     }
 
@@ -135,10 +145,6 @@ impl Dataplane {
         program
             .try_into()
             .map_err(|_| DataplaneError::MissingProgram)
-    }
-
-    pub(crate) fn program_mut(&mut self) -> Result<&mut Xdp, DataplaneError> {
-        program_mut(&mut self.ebpf)
     }
 
     /// Runs the loaded program once on `frame` (BPF_PROG_TEST_RUN) and returns the XDP

@@ -1,0 +1,181 @@
+//! The `borderfilter` daemon under test, and the CLI.
+
+use std::{
+    os::unix::process::CommandExt,
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+    time::Duration,
+};
+
+use crate::{netns, poll, topology::Topology};
+
+/// The binary under test: `BORDERFILTER_BIN` (set by `cargo xtask test`), else the
+/// workspace's debug build.
+pub fn bin() -> PathBuf {
+    std::env::var_os("BORDERFILTER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/borderfilter")
+        })
+}
+
+/// A running daemon; killed on drop. The program it attached stays pinned (that is the
+/// point) until the topology is dropped.
+pub struct Daemon {
+    child: Option<Child>,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `borderfilter run` in the router namespace on both router interfaces and
+    /// waits until it answers `status`.
+    #[track_caller]
+    pub fn start(t: &Topology, extra: &[&str]) -> Self {
+        let mut args: Vec<String> = vec![
+            "--socket".into(),
+            t.socket().display().to_string(),
+            "run".into(),
+        ];
+        for iface in crate::topology::ROUTER_IFACES {
+            args.extend(["--iface".into(), iface.into()]);
+        }
+        args.extend([
+            "--orders".into(),
+            t.orders_path().display().to_string(),
+            "--pin-dir".into(),
+            t.pin_dir.display().to_string(),
+            "--audit-log".into(),
+            t.dir.join("audit.jsonl").display().to_string(),
+        ]);
+        if !extra.iter().any(|a| a.starts_with("--metrics")) {
+            args.push("--no-metrics".into());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::spawn(t, &args)
+    }
+
+    #[track_caller]
+    pub fn spawn(t: &Topology, args: &[String]) -> Self {
+        let log = t.dir.join(format!(
+            "daemon-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let out = std::fs::File::create(&log).expect("creating the daemon log");
+        let ns = t.router.path();
+        let mut cmd = Command::new(bin());
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("dup"))
+            .stderr(out);
+        // SAFETY: setns and nothing else between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                netns::enter(&ns);
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin().display()));
+        let d = Self {
+            child: Some(child),
+            socket: t.socket(),
+            log,
+        };
+        poll::until(
+            "the daemon to answer on its socket",
+            Duration::from_secs(60),
+            || {
+                if let Some(status) = d.exited() {
+                    panic!("the daemon exited with {status}:\n{}", d.log_text());
+                }
+                let out = cli(&d.socket, &["status"]);
+                (
+                    out.status.success(),
+                    String::from_utf8_lossy(&out.stderr).into_owned(),
+                )
+            },
+        );
+        d
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn exited(&self) -> Option<std::process::ExitStatus> {
+        // SAFETY: waitpid with WNOHANG on our own child.
+        let pid = self.child.as_ref()?.id() as i32;
+        let mut status = 0;
+        let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        (rc == pid).then(|| std::os::unix::process::ExitStatusExt::from_raw(status))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+
+    /// Runs a CLI command against this daemon.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        cli(&self.socket, args)
+    }
+
+    /// Runs a CLI command that must succeed, and returns its stdout.
+    #[track_caller]
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "`borderfilter {}` failed ({}):\n{}\n--- daemon log ---\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.log_text()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `status --json`, parsed.
+    #[track_caller]
+    pub fn status(&self) -> serde_json::Value {
+        let v: serde_json::Value =
+            serde_json::from_str(&self.ok(&["--json", "status"])).expect("status is JSON");
+        v["result"].clone()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn cli(socket: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(bin())
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", bin().display()))
+}

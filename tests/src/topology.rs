@@ -1,0 +1,196 @@
+//! The topology of every end-to-end test: a client, a router running borderfilter on
+//! both of its links, and a server holding the addresses the orders talk about.
+//!
+//! ```text
+//!  client  c0 ---- rc  router  rs ---- s0  server
+//!  192.0.2.2/26    .1      .65/26      .66   + 198.51.100.x, 203.0.113.x, 2001:db8:66::x ...
+//! ```
+//! Every address is in a documentation range; nothing leaves the namespaces.
+
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+    sync::Once,
+};
+
+use crate::netns::{sh, veth, Netns};
+
+pub const CLIENT_V4: &str = "192.0.2.2";
+pub const CLIENT_V6: &str = "2001:db8:c1::2";
+/// Addresses the server answers on, for the orders of the tests to block or allow.
+pub const SERVER_V4: &[&str] = &[
+    "198.51.100.10",
+    "198.51.100.20",
+    "198.51.100.53",
+    "203.0.113.10",
+    "203.0.113.70",
+    "203.0.113.80",
+];
+pub const SERVER_V6: &[&str] = &[
+    "2001:db8:66::10",
+    "2001:db8:66::53",
+    "2001:db8:77::10",
+    "2001:db8:77::20",
+];
+/// The router's interfaces, which the daemon filters.
+pub const ROUTER_IFACES: [&str; 2] = ["rc", "rs"];
+
+/// Where the tests mount their own bpffs: outside /sys, so that pins survive `ip netns
+/// exec` (which remounts /sys) and restarts of the daemon.
+pub const BPFFS: &str = "/tmp/borderfilter-tests/bpffs";
+
+pub fn mount_bpffs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        std::fs::create_dir_all(BPFFS).expect("creating the bpffs mount point");
+        let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split_whitespace().nth(4) == Some(BPFFS));
+        if !mounted {
+            sh("mount", &["-t", "bpf", "bpf", BPFFS]);
+        }
+    });
+}
+
+pub struct Topology {
+    pub tag: String,
+    /// Files of this test: the order list, the socket, the audit log, the daemon's log.
+    pub dir: PathBuf,
+    pub pin_dir: PathBuf,
+    pub client: Netns,
+    pub router: Netns,
+    pub server: Netns,
+}
+
+impl Topology {
+    #[track_caller]
+    pub fn new(test: &str) -> Self {
+        crate::require_root();
+        mount_bpffs();
+        let tag = crate::unique_tag(test);
+        let dir = PathBuf::from(format!("/tmp/borderfilter-tests/{tag}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("creating the test directory");
+        let t = Self {
+            pin_dir: Path::new(BPFFS).join(&tag),
+            client: Netns::new(&format!("bf{tag}c")),
+            router: Netns::new(&format!("bf{tag}r")),
+            server: Netns::new(&format!("bf{tag}s")),
+            tag,
+            dir,
+        };
+        veth(&t.client, "c0", &t.router, "rc");
+        veth(&t.router, "rs", &t.server, "s0");
+        for ns in [&t.client, &t.router, &t.server] {
+            // No duplicate address detection: addresses are usable at once.
+            ns.sysctl("net.ipv6.conf.all.accept_dad", "0");
+            ns.sysctl("net.ipv6.conf.default.accept_dad", "0");
+        }
+        t.router.sysctl("net.ipv4.ip_forward", "1");
+        t.router.sysctl("net.ipv6.conf.all.forwarding", "1");
+
+        t.client.ip(&["addr", "add", "192.0.2.2/26", "dev", "c0"]);
+        t.client
+            .ip(&["addr", "add", "2001:db8:c1::2/64", "dev", "c0", "nodad"]);
+        t.client
+            .ip(&["route", "add", "default", "via", "192.0.2.1"]);
+        t.client
+            .ip(&["-6", "route", "add", "default", "via", "2001:db8:c1::1"]);
+
+        t.router.ip(&["addr", "add", "192.0.2.1/26", "dev", "rc"]);
+        t.router
+            .ip(&["addr", "add", "2001:db8:c1::1/64", "dev", "rc", "nodad"]);
+        t.router.ip(&["addr", "add", "192.0.2.65/26", "dev", "rs"]);
+        t.router
+            .ip(&["addr", "add", "2001:db8:5e::1/64", "dev", "rs", "nodad"]);
+        for net in ["198.51.100.0/24", "203.0.113.0/24"] {
+            t.router.ip(&["route", "add", net, "via", "192.0.2.66"]);
+        }
+        for net in ["2001:db8:66::/48", "2001:db8:77::/48"] {
+            t.router
+                .ip(&["-6", "route", "add", net, "via", "2001:db8:5e::2"]);
+        }
+
+        t.server.ip(&["addr", "add", "192.0.2.66/26", "dev", "s0"]);
+        t.server
+            .ip(&["addr", "add", "2001:db8:5e::2/64", "dev", "s0", "nodad"]);
+        t.server
+            .ip(&["route", "add", "default", "via", "192.0.2.65"]);
+        t.server
+            .ip(&["-6", "route", "add", "default", "via", "2001:db8:5e::1"]);
+        for a in SERVER_V4 {
+            t.server
+                .ip(&["addr", "add", &format!("{a}/32"), "dev", "lo"]);
+        }
+        for a in SERVER_V6 {
+            t.server
+                .ip(&["addr", "add", &format!("{a}/128"), "dev", "lo"]);
+        }
+        t
+    }
+
+    pub fn orders_path(&self) -> PathBuf {
+        self.dir.join("orders.json")
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("control.sock")
+    }
+
+    /// Writes the order list file atomically, as an editor would (temporary file, rename).
+    #[track_caller]
+    pub fn write_orders(&self, text: &str) {
+        let temp = self.dir.join("orders.json.tmp");
+        std::fs::write(&temp, text).expect("writing the order list");
+        std::fs::rename(&temp, self.orders_path()).expect("renaming the order list");
+    }
+
+    pub fn client_addr(v6: bool) -> IpAddr {
+        if v6 { CLIENT_V6 } else { CLIENT_V4 }
+            .parse()
+            .expect("a valid constant")
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        // Pins of a test that failed before detaching.
+        if let Ok(dir) = std::fs::read_dir(&self.pin_dir) {
+            for e in dir.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+            let _ = std::fs::remove_dir(&self.pin_dir);
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// An order list with the given orders (JSON objects) and exceptions.
+pub fn order_list(orders: &[String], exceptions: &[String]) -> String {
+    format!(
+        "{{\"version\": 1, \"orders\": [{}], \"exceptions\": [{}]}}",
+        orders.join(",\n"),
+        exceptions.join(",\n")
+    )
+}
+
+/// One order as JSON. `extra` is spliced in (e.g. `"direction": "dst"`).
+pub fn order(id: &str, action: &str, prefixes: &[&str], extra: &str) -> String {
+    let prefixes: Vec<String> = prefixes.iter().map(|p| format!("\"{p}\"")).collect();
+    let extra = if extra.is_empty() {
+        String::new()
+    } else {
+        format!(", {extra}")
+    };
+    format!(
+        "{{\"id\": \"{id}\", \"authority\": \"Test Court\", \"issued\": \"2026-01-01\", \"basis\": \"copyright\", \"action\": \"{action}\", \"prefixes\": [{}]{extra}}}",
+        prefixes.join(", ")
+    )
+}
+
+pub fn exception(prefix: &str, reason: &str) -> String {
+    format!("{{\"prefix\": \"{prefix}\", \"reason\": \"{reason}\"}}")
+}
