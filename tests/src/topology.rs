@@ -80,13 +80,13 @@ impl Topology {
             tag,
             dir,
         };
-        veth(&t.client, "c0", &t.router, "rc");
-        veth(&t.router, "rs", &t.server, "s0");
         for ns in [&t.client, &t.router, &t.server] {
             // No duplicate address detection: addresses are usable at once.
             ns.sysctl("net.ipv6.conf.all.accept_dad", "0");
             ns.sysctl("net.ipv6.conf.default.accept_dad", "0");
         }
+        veth(&t.client, "c0", &t.router, "rc");
+        veth(&t.router, "rs", &t.server, "s0");
         t.router.sysctl("net.ipv4.ip_forward", "1");
         t.router.sysctl("net.ipv6.conf.all.forwarding", "1");
 
@@ -193,4 +193,55 @@ pub fn order(id: &str, action: &str, prefixes: &[&str], extra: &str) -> String {
 
 pub fn exception(prefix: &str, reason: &str) -> String {
     format!("{{\"prefix\": \"{prefix}\", \"reason\": \"{reason}\"}}")
+}
+
+/// A large order list: `v4` IPv4 and `v6` IPv6 prefixes in `orders` orders, with a mix of
+/// lengths (mostly /32 and /24 for IPv4, /48 to /64 for IPv6). The bulk lies in
+/// 240.0.0.0/4 and 2001:db8:8000::/33, where no test sends a packet; `seed` varies it.
+pub fn big_list(v4: usize, v6: usize, orders: usize, seed: u64) -> String {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    let mut v4_set = std::collections::HashSet::with_capacity(v4);
+    while v4_set.len() < v4 {
+        // 240.0.0.0/5: reserved space, clear of the broadcast address at its top.
+        let addr: u32 = 0xf000_0000 | (rng.random::<u32>() & 0x07ff_ffff);
+        let len = [32u8, 32, 32, 24, 28, 30, 22][rng.random_range(0..7)];
+        let net = if len == 32 {
+            addr
+        } else {
+            addr & (u32::MAX << (32 - len))
+        };
+        v4_set.insert((net, len));
+    }
+    let mut v6_set = std::collections::HashSet::with_capacity(v6);
+    while v6_set.len() < v6 {
+        let len = [48u8, 56, 64][rng.random_range(0..3)];
+        // 2001:db8:8000::/33, then 31 random bits down to /64.
+        let random = u128::from(rng.random::<u32>() & 0x7fff_ffff) << 64;
+        let bits: u128 = (0x2001_0db8u128 << 96) | (1u128 << 95) | random;
+        let net = bits & (u128::MAX << (128 - u32::from(len)));
+        v6_set.insert((net, len));
+    }
+    let mut all: Vec<String> = v4_set
+        .into_iter()
+        .map(|(a, l)| format!("\"{}/{l}\"", std::net::Ipv4Addr::from(a)))
+        .chain(
+            v6_set
+                .into_iter()
+                .map(|(a, l)| format!("\"{}/{l}\"", std::net::Ipv6Addr::from(a))),
+        )
+        .collect();
+    all.sort();
+    let per_order = all.len().div_ceil(orders.max(1));
+    let orders: Vec<String> = all
+        .chunks(per_order.max(1))
+        .enumerate()
+        .map(|(i, chunk)| {
+            format!(
+                "{{\"id\": \"BULK-{i}\", \"authority\": \"Test Court\", \"issued\": \"2026-01-01\", \"action\": \"drop\", \"prefixes\": [\n{}\n]}}",
+                chunk.join(",\n")
+            )
+        })
+        .collect();
+    order_list(&orders, &[])
 }
