@@ -4,6 +4,7 @@
 //! cannot build the XDP program yet.
 
 mod cmd;
+mod demo;
 mod setup;
 mod test;
 
@@ -21,6 +22,20 @@ enum Task {
     /// Install the BPF toolchain and the test tools (Debian packages, bpf-linker).
     /// Idempotent: installs only what is missing. Needs root.
     Setup,
+    /// The main job. Without --iface: a demo on network namespaces it builds (client,
+    /// router running borderfilter, server), showing a court order enforced on real HTTP
+    /// traffic, then torn down. With --iface: the daemon on those interfaces. Needs root.
+    Run {
+        /// Real interfaces to filter (omit for the demo).
+        #[arg(long = "iface", value_name = "IF")]
+        ifaces: Vec<String>,
+        /// Keep the demo running until Enter is pressed, to explore it.
+        #[arg(long)]
+        keep: bool,
+        /// More options for `borderfilter run` (with --iface), after `--`.
+        #[arg(last = true)]
+        daemon_args: Vec<String>,
+    },
     /// Build the XDP program and the `borderfilter` binary.
     Build {
         #[arg(long)]
@@ -43,5 +58,10 @@ fn main() -> anyhow::Result<()> {
             cmd::cargo_build(release)
         }
         Task::Test { cargo_args } => test::run(&cargo_args),
+        Task::Run {
+            ifaces,
+            keep,
+            daemon_args,
+        } => demo::run(&ifaces, keep, &daemon_args),
     }
 }

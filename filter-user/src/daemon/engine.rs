@@ -21,7 +21,7 @@ use crate::{
     dataplane::{detach_pinned, Attachment, Dataplane, LoadOptions},
     error_chain,
     orders::{
-        edit::Edit,
+        edit::{Edit, EditError},
         file,
         validate::{self, Policy, RedirectTarget},
         window::{next_change, rfc3339},
@@ -258,6 +258,9 @@ impl Engine {
         };
         let changed = match edit.apply(&list) {
             Ok(l) => l,
+            Err(EditError::Invalid(problems)) => {
+                return self.refuse(refusal(&origin, None, lines(&problems), false))
+            }
             Err(e) => {
                 return self.refuse(refusal(&origin, None, vec![format!("error: {e}")], false))
             }

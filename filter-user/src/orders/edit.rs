@@ -53,7 +53,7 @@ pub enum EditError {
     WouldEmpty(String),
     #[error("no exception for {0}")]
     NoSuchException(String),
-    #[error("invalid input:\n{0}")]
+    #[error("{}", .0.to_string().trim_end())]
     Invalid(Problems),
 }
 

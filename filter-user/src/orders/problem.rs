@@ -33,6 +33,8 @@ pub enum Place {
     Exception {
         index: usize,
     },
+    /// A value given on the command line (a CLI edit).
+    Argument,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -62,6 +64,7 @@ impl fmt::Display for Place {
             } => write!(f, "order {id:?} (orders[{index}])"),
             Place::Order { index, id: None } => write!(f, "orders[{index}]"),
             Place::Exception { index } => write!(f, "exceptions[{index}]"),
+            Place::Argument => f.write_str("argument"),
         }
     }
 }

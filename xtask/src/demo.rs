@@ -1,0 +1,435 @@
+//! `cargo xtask run`: the main job. With `--iface`, runs the daemon on real interfaces.
+//! Without, builds a client - router - server topology in network namespaces, runs the
+//! daemon on the router, and shows a court order being enforced on real HTTP traffic.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+
+use crate::cmd::{self, step};
+
+const DIR: &str = "/tmp/borderfilter-demo";
+const NS: [&str; 3] = ["bfdemo-client", "bfdemo-router", "bfdemo-server"];
+
+const ORDERS: &str = r#"{
+  "version": 1,
+  "orders": [
+    {
+      "id": "BS-12345/2006",
+      "authority": "Københavns Byret, fogedretten",
+      "issued": "2006-10-25",
+      "valid_from": "2006-10-26",
+      "expires": "2030-10-25",
+      "basis": "copyright",
+      "action": "drop",
+      "direction": "both",
+      "prefixes": ["198.51.100.0/24", "2001:db8:66::/48"],
+      "note": "AllofMP3 and mirrors"
+    }
+  ],
+  "exceptions": [
+    { "prefix": "198.51.100.53/32", "reason": "shared resolver, not covered by the order" }
+  ]
+}
+"#;
+
+fn ip(args: &[&str]) -> anyhow::Result<()> {
+    cmd::run_quiet(Command::new("ip").args(args))
+}
+
+fn in_ns(ns: &str, program: &str, args: &[&str]) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns, program]).args(args);
+    c
+}
+
+/// Everything the demo made, removed on drop (also after an error).
+struct Demo {
+    daemon: Option<Child>,
+    web: Option<Child>,
+    bin: PathBuf,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        for child in [self.daemon.take(), self.web.take()].into_iter().flatten() {
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = Command::new(&self.bin)
+            .args([
+                "--socket",
+                &format!("{DIR}/control.sock"),
+                "detach",
+                "--yes",
+                "--pin-dir",
+                &format!("{DIR}/bpffs/pins"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        teardown();
+    }
+}
+
+fn teardown() {
+    for ns in NS {
+        let _ = Command::new("ip")
+            .args(["netns", "del", ns])
+            .stderr(Stdio::null())
+            .status();
+    }
+    let _ = Command::new("umount")
+        .arg(format!("{DIR}/bpffs"))
+        .stderr(Stdio::null())
+        .status();
+}
+
+fn topology() -> anyhow::Result<()> {
+    teardown();
+    for ns in NS {
+        ip(&["netns", "add", ns])?;
+        ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        cmd::run_quiet(&mut in_ns(
+            ns,
+            "sysctl",
+            &[
+                "-q",
+                "-w",
+                "net.ipv6.conf.default.accept_dad=0",
+                "net.ipv6.conf.all.accept_dad=0",
+            ],
+        ))?;
+    }
+    let [client, router, server] = NS;
+    ip(&[
+        "-n",
+        client,
+        "link",
+        "add",
+        "eth0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "to-client",
+        "netns",
+        router,
+    ])?;
+    ip(&[
+        "-n",
+        server,
+        "link",
+        "add",
+        "eth0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "to-server",
+        "netns",
+        router,
+    ])?;
+    for (ns, dev) in [
+        (client, "eth0"),
+        (router, "to-client"),
+        (router, "to-server"),
+        (server, "eth0"),
+    ] {
+        ip(&["-n", ns, "link", "set", dev, "up"])?;
+    }
+    cmd::run_quiet(&mut in_ns(
+        router,
+        "sysctl",
+        &[
+            "-q",
+            "-w",
+            "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1",
+        ],
+    ))?;
+    for (ns, args) in [
+        (client, vec!["addr", "add", "192.0.2.2/26", "dev", "eth0"]),
+        (
+            client,
+            vec!["addr", "add", "2001:db8:c1::2/64", "dev", "eth0", "nodad"],
+        ),
+        (client, vec!["route", "add", "default", "via", "192.0.2.1"]),
+        (
+            client,
+            vec!["-6", "route", "add", "default", "via", "2001:db8:c1::1"],
+        ),
+        (
+            router,
+            vec!["addr", "add", "192.0.2.1/26", "dev", "to-client"],
+        ),
+        (
+            router,
+            vec![
+                "addr",
+                "add",
+                "2001:db8:c1::1/64",
+                "dev",
+                "to-client",
+                "nodad",
+            ],
+        ),
+        (
+            router,
+            vec!["addr", "add", "192.0.2.65/26", "dev", "to-server"],
+        ),
+        (
+            router,
+            vec![
+                "addr",
+                "add",
+                "2001:db8:5e::1/64",
+                "dev",
+                "to-server",
+                "nodad",
+            ],
+        ),
+        (
+            router,
+            vec!["route", "add", "198.51.100.0/24", "via", "192.0.2.66"],
+        ),
+        (
+            router,
+            vec!["route", "add", "203.0.113.0/24", "via", "192.0.2.66"],
+        ),
+        (
+            router,
+            vec![
+                "-6",
+                "route",
+                "add",
+                "2001:db8::/32",
+                "via",
+                "2001:db8:5e::2",
+            ],
+        ),
+        (server, vec!["addr", "add", "192.0.2.66/26", "dev", "eth0"]),
+        (
+            server,
+            vec!["addr", "add", "2001:db8:5e::2/64", "dev", "eth0", "nodad"],
+        ),
+        (server, vec!["route", "add", "default", "via", "192.0.2.65"]),
+        (
+            server,
+            vec!["-6", "route", "add", "default", "via", "2001:db8:5e::1"],
+        ),
+        (server, vec!["addr", "add", "198.51.100.10/32", "dev", "lo"]),
+        (server, vec!["addr", "add", "198.51.100.53/32", "dev", "lo"]),
+        (server, vec!["addr", "add", "203.0.113.10/32", "dev", "lo"]),
+    ] {
+        let mut all = vec!["-n", ns];
+        all.extend(args);
+        ip(&all)?;
+    }
+    std::fs::create_dir_all(format!("{DIR}/bpffs"))?;
+    cmd::run_quiet(Command::new("mount").args(["-t", "bpf", "bpf", &format!("{DIR}/bpffs")]))?;
+    Ok(())
+}
+
+/// Says what happens next, then shows the command and its output as a user would type it.
+fn show(what: &str, bin: &Path, args: &[&str]) -> anyhow::Result<()> {
+    println!("\n# {what}");
+    let quoted: Vec<String> = args
+        .iter()
+        .map(|a| {
+            if a.contains(' ') {
+                format!("\"{a}\"")
+            } else {
+                a.to_string()
+            }
+        })
+        .collect();
+    println!("$ borderfilter {}", quoted.join(" "));
+    let out = Command::new(bin)
+        .args(["--socket", &format!("{DIR}/control.sock")])
+        .args(args)
+        .output()?;
+    print!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// An HTTP request from the client namespace, shown like the curl command it is.
+fn curl(url: &str) -> anyhow::Result<()> {
+    println!("$ curl --max-time 2 {url}   (from the client)");
+    let started = Instant::now();
+    let out = in_ns(
+        NS[0],
+        "curl",
+        &[
+            "-sS",
+            "--max-time",
+            "2",
+            "-o",
+            "/dev/null",
+            "-w",
+            "HTTP %{http_code} in %{time_total}s\n",
+            url,
+        ],
+    )
+    .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if out.status.success() {
+        println!("{text}: the request reached the server");
+    } else {
+        println!(
+            "no answer after {:.1}s: the packets were dropped at the router",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+pub fn run(ifaces: &[String], keep: bool, daemon_args: &[String]) -> anyhow::Result<()> {
+    crate::setup::all()?;
+    cmd::cargo_build(false)?;
+    let bin = cmd::borderfilter_bin();
+    if !ifaces.is_empty() {
+        step(&format!("running borderfilter on {}", ifaces.join(", ")));
+        let mut c = Command::new(&bin);
+        c.arg("run");
+        for i in ifaces {
+            c.args(["--iface", i]);
+        }
+        return cmd::run(c.args(daemon_args));
+    }
+    if !cmd::is_root() {
+        bail!("the demo builds network namespaces and loads an XDP program: run it as root");
+    }
+
+    step("building a client - router - server topology in network namespaces");
+    topology()?;
+    let mut demo = Demo {
+        daemon: None,
+        web: None,
+        bin: bin.clone(),
+    };
+    demo.web = Some(
+        in_ns(
+            NS[2],
+            "python3",
+            &["-m", "http.server", "80", "--bind", "::"],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting the demo web server (python3)")?,
+    );
+    std::fs::write(format!("{DIR}/orders.json"), ORDERS)?;
+    println!("client 192.0.2.2 -- router (borderfilter on both links) -- server 198.51.100.10, 198.51.100.53, 203.0.113.10");
+
+    step("starting the daemon on the router");
+    let log = std::fs::File::create(format!("{DIR}/daemon.log"))?;
+    demo.daemon = Some(
+        in_ns(
+            NS[1],
+            bin.to_str().context("binary path")?,
+            &[
+                "--socket",
+                &format!("{DIR}/control.sock"),
+                "run",
+                "--iface",
+                "to-client",
+                "--iface",
+                "to-server",
+                "--orders",
+                &format!("{DIR}/orders.json"),
+                "--pin-dir",
+                &format!("{DIR}/bpffs/pins"),
+                "--audit-log",
+                &format!("{DIR}/audit.jsonl"),
+                "--metrics",
+                "127.0.0.1:10431",
+            ],
+        )
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !Path::new(&format!("{DIR}/control.sock")).exists() {
+        if Instant::now() > deadline {
+            bail!(
+                "the daemon did not start; its log:\n{}",
+                std::fs::read_to_string(format!("{DIR}/daemon.log")).unwrap_or_default()
+            );
+        }
+        sleep(Duration::from_millis(100));
+    }
+    // The web server needs a moment to listen.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !in_ns(
+        NS[2],
+        "curl",
+        &["-s", "-o", "/dev/null", "http://203.0.113.10/"],
+    )
+    .status()?
+    .success()
+        && Instant::now() < deadline
+    {
+        sleep(Duration::from_millis(100));
+    }
+
+    show(
+        "the order list in force (from the court order in orders.json)",
+        &bin,
+        &["status"],
+    )?;
+    show(
+        "why is 198.51.100.10 blocked?",
+        &bin,
+        &["check", "198.51.100.10"],
+    )?;
+    println!("\n# an unblocked address, then a blocked one, then the exception inside the block");
+    curl("http://203.0.113.10/")?;
+    curl("http://198.51.100.10/")?;
+    curl("http://198.51.100.53/")?;
+    show("a new order arrives: block 203.0.113.10 from the CLI (written to orders.json, applied at once)", &bin, &[
+        "orders", "add", "--id", "DEMO-2/2026", "--authority", "Retten i Glostrup", "--issued", "2026-11-20",
+        "--action", "drop", "--basis", "gambling", "203.0.113.10",
+    ])?;
+    curl("http://203.0.113.10/")?;
+    show(
+        "a typo is refused and changes nothing",
+        &bin,
+        &["block", "add", "203.0.113.7/24", "--order", "DEMO-2/2026"],
+    )?;
+    show(
+        "packet counters per order and per verdict",
+        &bin,
+        &["stats"],
+    )?;
+    show("the audit trail", &bin, &["audit"])?;
+
+    if keep {
+        println!("\nThe demo keeps running. Try, for example:");
+        println!(
+            "  ip netns exec {} curl --max-time 2 http://198.51.100.10/",
+            NS[0]
+        );
+        println!(
+            "  {} --socket {DIR}/control.sock orders list",
+            bin.display()
+        );
+        println!("  edit {DIR}/orders.json and watch `status`");
+        println!("Press Enter to tear it down.");
+        let _ = std::io::stdin().read_line(&mut String::new());
+    }
+    step("tearing the demo down (namespaces, pins)");
+    drop(demo);
+    Ok(())
+}
