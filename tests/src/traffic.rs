@@ -293,3 +293,33 @@ fn checksum(bytes: &[u8]) -> u16 {
     }
     !(sum as u16)
 }
+
+/// A plain HTTP/1.1 GET from `ns`: (status code, headers and body as text).
+pub fn http_get(
+    ns: &Netns,
+    to: SocketAddr,
+    path: &str,
+    accept: Option<&str>,
+) -> Option<(u16, String)> {
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {to}\r\nConnection: close\r\n{}\r\n",
+        accept
+            .map(|a| format!("Accept: {a}\r\n"))
+            .unwrap_or_default()
+    );
+    ns.run(move || {
+        use std::io::Write;
+        let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(3)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        s.write_all(request.as_bytes()).ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let status = text.split_whitespace().nth(1)?.parse().ok()?;
+        Some((status, text))
+    })
+}
+
+/// The body of an HTTP response text.
+pub fn body(response: &str) -> &str {
+    response.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}

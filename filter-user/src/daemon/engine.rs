@@ -75,8 +75,8 @@ pub struct SyncHistory {
     pub rejected: u64,
     pub last_applied: Option<OffsetDateTime>,
     pub last_rejected: Option<OffsetDateTime>,
-    /// Durations of applied syncs, in seconds, since the last time they were taken.
-    pub durations: Vec<f64>,
+    /// Durations of applied syncs.
+    pub durations: super::metrics::DurationHistogram,
 }
 
 pub struct Engine {
@@ -523,7 +523,9 @@ impl Engine {
         }
         self.history.applied += 1;
         self.history.last_applied = Some(OffsetDateTime::now_utc());
-        self.history.durations.push(started.elapsed().as_secs_f64());
+        self.history
+            .durations
+            .observe(started.elapsed().as_secs_f64());
         self.applied = Some(Applied {
             list,
             sha256,

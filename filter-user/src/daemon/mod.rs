@@ -10,6 +10,7 @@ pub mod access;
 pub mod audit;
 pub mod config;
 pub mod engine;
+pub mod metrics;
 pub mod server;
 pub mod watch;
 
@@ -58,6 +59,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     let listener = server::bind(&config.socket, config.public_read)?;
     let socket = config.socket.clone();
     let orders = config.orders.clone();
+    let metrics_addr = config.metrics;
     let engine: Shared = Arc::new(Mutex::new(
         tokio::task::spawn_blocking(move || Engine::start(config)).await??,
     ));
@@ -73,6 +75,13 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
             "cannot watch {} ({e}); relying on the once-a-second check",
             orders.display()
         );
+    }
+    if let Some(addr) = metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e} (choose another with --metrics, or --no-metrics)"))?;
+        log::info!("metrics on http://{addr}/metrics, health on http://{addr}/healthz");
+        tokio::spawn(metrics::serve(listener, Arc::clone(&engine)));
     }
     let (stop_tx, mut stop) = mpsc::channel(1);
     tokio::spawn(server::serve(listener, Arc::clone(&engine), stop_tx));
