@@ -12,4 +12,4 @@ pub mod parse;
 pub mod types;
 pub mod verdict;
 
-pub use types::{Counter, Entry, Rule};
+pub use types::{Counter, Entry, RedirectTarget, Rule};

@@ -13,8 +13,22 @@ pub const RULE_STATS: &str = "BF_RULE_STATS";
 /// [`crate::verdict`] constants.
 pub const VERDICT_STATS: &str = "BF_VERDICTS";
 
+/// Where redirected packets go: `DEVMAP` with one entry (index 0), the interface that
+/// leads to the block-notice host.
+pub const REDIRECT_PORT: &str = "BF_REDIRECT";
+/// How redirected frames are re-addressed: `ARRAY` with one [`crate::RedirectTarget`].
+pub const REDIRECT_TARGET: &str = "BF_TARGET";
+
 /// Every map the program owns, in the order user space pins them.
-pub const ALL: [&str; 5] = [V4_PREFIXES, V6_PREFIXES, RULES, RULE_STATS, VERDICT_STATS];
+pub const ALL: [&str; 7] = [
+    V4_PREFIXES,
+    V6_PREFIXES,
+    RULES,
+    RULE_STATS,
+    VERDICT_STATS,
+    REDIRECT_PORT,
+    REDIRECT_TARGET,
+];
 
 /// Default capacity of each LPM trie (entries). User space may set another at load time.
 pub const DEFAULT_PREFIX_CAPACITY: u32 = 1 << 20;

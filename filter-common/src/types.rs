@@ -59,6 +59,20 @@ pub struct Counter {
 }
 const _: () = assert!(size_of::<Counter>() == 16);
 
+/// How to re-address a frame redirected to the block-notice host: the Ethernet
+/// destination becomes the notice host's MAC and the source the redirect interface's.
+/// The IP packet is not touched.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RedirectTarget {
+    pub dst_mac: [u8; 6],
+    pub src_mac: [u8; 6],
+    /// 1 when a target is configured and resolved; 0: redirect verdicts drop instead.
+    pub enabled: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(size_of::<RedirectTarget>() == 16);
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: each type is `repr(C)`, `Copy`, built only from integers, with explicit
@@ -66,4 +80,5 @@ mod pod {
     unsafe impl aya::Pod for super::Entry {}
     unsafe impl aya::Pod for super::Rule {}
     unsafe impl aya::Pod for super::Counter {}
+    unsafe impl aya::Pod for super::RedirectTarget {}
 }

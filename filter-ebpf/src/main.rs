@@ -10,10 +10,10 @@ mod classify;
 
 use aya_ebpf::{
     macros::{map, xdp},
-    maps::{Array, LpmTrie, PerCpuArray},
+    maps::{Array, DevMap, LpmTrie, PerCpuArray},
     programs::XdpContext,
 };
-use filter_common::{maps, parse, verdict, Counter, Entry, Rule};
+use filter_common::{maps, parse, verdict, Counter, Entry, RedirectTarget, Rule};
 
 /// Blocked, monitored and exempted IPv4 prefixes; the value names the rule per direction.
 /// Capacity is set by user space at load time.
@@ -37,6 +37,14 @@ static RULE_STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(maps::RU
 /// Packets and bytes per verdict (see `filter_common::verdict`).
 #[map(name = "BF_VERDICTS")]
 static VERDICT_STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(verdict::COUNT, 0);
+
+/// The interface towards the block-notice host (index 0).
+#[map(name = "BF_REDIRECT")]
+static REDIRECT_PORT: DevMap = DevMap::with_max_entries(1, 0);
+
+/// MAC addresses for redirected frames (index 0).
+#[map(name = "BF_TARGET")]
+static REDIRECT_TARGET: Array<RedirectTarget> = Array::with_max_entries(1, 0);
 
 /// The filter: classify the frame, count it, return the verdict's XDP action.
 #[xdp]

@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod frame;
 pub mod http;
+pub mod notice;
 pub mod orders;
 pub mod paths;
 pub mod prefix;

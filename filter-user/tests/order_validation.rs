@@ -15,16 +15,20 @@ fn policy() -> Policy {
     }
 }
 
-/// A valid order as JSON text, with `extra` spliced in (overriding fields).
+/// A valid order as JSON text, with the fields of `extra` (JSON object members)
+/// replacing or adding to its own.
 fn order(id: &str, extra: &str) -> String {
-    let base = format!(
-        r#""id": "{id}", "authority": "Københavns Byret", "issued": "2006-10-25", "action": "drop", "prefixes": ["198.51.100.0/24"]"#
-    );
-    if extra.is_empty() {
-        format!("{{{base}}}")
-    } else {
-        format!("{{{base}, {extra}}}")
+    let mut base: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+        r#"{"authority": "Københavns Byret", "issued": "2006-10-25", "action": "drop", "prefixes": ["198.51.100.0/24"]}"#,
+    )
+    .unwrap();
+    base.insert("id".into(), id.into());
+    if !extra.is_empty() {
+        let extra: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&format!("{{{extra}}}")).expect("test JSON");
+        base.extend(extra);
     }
+    serde_json::to_string(&base).unwrap()
 }
 
 fn list(orders: &[String], exceptions: &str) -> String {
@@ -93,6 +97,10 @@ fn json_syntax_errors_give_line_and_column() {
     bad_utf8.extend_from_slice(b"\"}]}");
     let (_, p) = check(&bad_utf8, &policy());
     assert!(p.to_string().contains("line 1, column"), "{p}");
+    assert_error(
+        "{\"version\": 1,\n \"orders\": [],\n \"version\": 1}",
+        &["line 3", "\"version\" is given twice"],
+    );
     let deep = "[".repeat(10_000);
     assert_error(&deep, &["recursion limit"]);
 }
@@ -204,7 +212,7 @@ fn ids() {
         &["must be 1 to 128 characters, not 129"],
     );
     assert_error(
-        &list(&[order("bad\\u0007id", "")], ""),
+        &list(&[order("bad\u{7}id", "")], ""),
         &["id = \"bad\\u0007id\"", "printable"],
     );
 }

@@ -91,13 +91,15 @@ fn random_entries(rng: &mut SmallRng, count: usize) -> Vec<PrefixEntry> {
 fn random_actions(rng: &mut SmallRng) -> HashMap<u32, u8> {
     let mut actions = HashMap::from([(EXCEPTION_RULE, action::EXEMPT)]);
     for rule in 2..RULES {
+        // No redirect target is configured here: redirect must act as drop.
         let a = [
             action::DROP,
             action::DROP,
+            action::REDIRECT,
             action::MONITOR,
             action::EXEMPT,
             action::NONE,
-        ][rng.random_range(0..5)];
+        ][rng.random_range(0..6)];
         actions.insert(rule, a);
     }
     actions
@@ -178,7 +180,7 @@ fn program_agrees_with_the_model_on_random_nested_prefixes() {
         if i % 7 == 0 {
             frame = frame.tagged(ETH_P_8021Q);
         }
-        let (want_verdict, want_rule) = model::decide(&entries, &actions, src, dst);
+        let (want_verdict, want_rule) = model::decide(&entries, &actions, false, src, dst);
         let (action, got_verdict, got_rule) = observe(&dp, &frame.bytes());
         let want_rule = (want_rule != 0).then_some(want_rule);
         *seen_verdicts.entry(want_verdict).or_insert(0) += 1;
@@ -294,12 +296,20 @@ fn random_frames_never_abort_and_agree_with_the_model() {
             "XDP_ABORTED for frame {frame:02x?}"
         );
         let (want_verdict, want_rule) = match parse::parse_slice(&frame) {
-            parse::Parsed::V4 { src, dst } => {
-                model::decide(&entries, &actions, IpAddr::from(src), IpAddr::from(dst))
-            }
-            parse::Parsed::V6 { src, dst } => {
-                model::decide(&entries, &actions, IpAddr::from(src), IpAddr::from(dst))
-            }
+            parse::Parsed::V4 { src, dst } => model::decide(
+                &entries,
+                &actions,
+                false,
+                IpAddr::from(src),
+                IpAddr::from(dst),
+            ),
+            parse::Parsed::V6 { src, dst } => model::decide(
+                &entries,
+                &actions,
+                false,
+                IpAddr::from(src),
+                IpAddr::from(dst),
+            ),
             parse::Parsed::NotIp => (verdict::NOT_IP, 0),
             parse::Parsed::Malformed => (verdict::MALFORMED, 0),
         };

@@ -471,3 +471,100 @@ fn frames_shorter_than_ethernet_are_refused_by_the_kernel() {
         );
     }
 }
+
+/// A veth pair in the current namespace, deleted on drop.
+struct Veth(String);
+
+impl Veth {
+    fn new() -> Self {
+        let name = format!("bfx{}", std::process::id() % 100_000);
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &name])
+            .output();
+        let ok = std::process::Command::new("ip")
+            .args([
+                "link",
+                "add",
+                &name,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &format!("{name}p"),
+            ])
+            .status()
+            .expect("ip")
+            .success();
+        assert!(ok, "creating veth {name}");
+        Self(name)
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.0])
+            .output();
+    }
+}
+
+#[test]
+fn redirect_rewrites_the_ethernet_header_and_fails_closed_without_a_target() {
+    let mut dp = load();
+    scenario(&mut dp);
+    const REDIRECT_RULE: u32 = 6;
+    set_rule(&mut dp, REDIRECT_RULE, action::REDIRECT);
+    insert(&mut dp, "203.0.113.128/28", REDIRECT_RULE, REDIRECT_RULE);
+    let to = v4(CLIENT4, "203.0.113.130").bytes();
+    let from = v4("203.0.113.130", CLIENT4).bytes();
+
+    // No target configured: redirect orders drop, counted as drop.
+    let before = counters(&dp, RULES);
+    assert_eq!(dp.test_run(&to).unwrap(), xdp_action::DROP);
+    assert_eq!(
+        counters(&dp, RULES),
+        plus_one(&before, verdict::DROP, Some(REDIRECT_RULE), to.len() as u64)
+    );
+
+    let port = Veth::new();
+    let ifindex = filter_user::dataplane::ifindex(&port.0).expect("the veth exists");
+    let (notice, ours) = ([0x02, 0xaa, 0, 0, 0, 1], [0x02, 0xbb, 0, 0, 0, 2]);
+    dp.maps_mut()
+        .set_redirect(ifindex, notice, ours)
+        .expect("setting the redirect target");
+    let before = counters(&dp, RULES);
+    let (action, out) = dp.test_run_frame(&to).unwrap();
+    assert_eq!(action, xdp_action::REDIRECT);
+    assert_eq!(&out[0..6], &notice, "destination MAC is the notice host's");
+    assert_eq!(&out[6..12], &ours, "source MAC is the redirect interface's");
+    assert_eq!(&out[12..], &to[12..], "the IP packet is unchanged");
+    assert_eq!(
+        counters(&dp, RULES),
+        plus_one(
+            &before,
+            verdict::REDIRECT,
+            Some(REDIRECT_RULE),
+            to.len() as u64
+        )
+    );
+
+    // Matched by source: the blocked service's traffic is dropped, never redirected.
+    let before = counters(&dp, RULES);
+    assert_eq!(dp.test_run(&from).unwrap(), xdp_action::DROP);
+    assert_eq!(
+        counters(&dp, RULES),
+        plus_one(
+            &before,
+            verdict::DROP,
+            Some(REDIRECT_RULE),
+            from.len() as u64
+        )
+    );
+
+    dp.maps_mut().clear_redirect().unwrap();
+    assert_eq!(
+        dp.test_run(&to).unwrap(),
+        xdp_action::DROP,
+        "cleared target: fail closed"
+    );
+}

@@ -55,8 +55,37 @@ impl Daemon {
         Self::spawn(t, &args)
     }
 
+    /// Starts `borderfilter notice` on the notice host, serving the test's order list on
+    /// port 8080; returns once it answers.
+    #[track_caller]
+    pub fn notice(t: &Topology) -> Self {
+        let ns = t.notice.as_ref().expect("a topology with a notice host");
+        let args: Vec<String> = ["notice", "--listen", "[::]:8080", "--orders"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([t.orders_path().display().to_string()])
+            .collect();
+        let d = Self::spawn_in(t, ns.path(), &args, false);
+        poll::until(
+            "the notice server to answer",
+            Duration::from_secs(30),
+            || {
+                let up = ns.run(|| std::net::TcpStream::connect("127.0.0.1:8080").is_ok());
+                (up, up)
+            },
+        );
+        d
+    }
+
+    /// Starts `borderfilter ARGS` in the router namespace and waits until it answers on
+    /// its control socket.
     #[track_caller]
     pub fn spawn(t: &Topology, args: &[String]) -> Self {
+        Self::spawn_in(t, t.router.path(), args, true)
+    }
+
+    #[track_caller]
+    fn spawn_in(t: &Topology, ns: String, args: &[String], wait_for_socket: bool) -> Self {
         let log = t.dir.join(format!(
             "daemon-{}.log",
             std::time::SystemTime::now()
@@ -65,7 +94,6 @@ impl Daemon {
                 .as_nanos()
         ));
         let out = std::fs::File::create(&log).expect("creating the daemon log");
-        let ns = t.router.path();
         let mut cmd = Command::new(bin());
         cmd.args(args)
             .stdin(Stdio::null())
@@ -86,6 +114,9 @@ impl Daemon {
             socket: t.socket(),
             log,
         };
+        if !wait_for_socket {
+            return d;
+        }
         poll::until(
             "the daemon to answer on its socket",
             Duration::from_secs(60),

@@ -61,7 +61,13 @@ pub struct Topology {
     pub client: Netns,
     pub router: Netns,
     pub server: Netns,
+    /// The block-notice host, behind the router's `rn`, when the test asked for one.
+    pub notice: Option<Netns>,
 }
+
+/// The router's interface towards the notice host, and the notice host's address.
+pub const NOTICE_IFACE: &str = "rn";
+pub const NOTICE_V4: &str = "192.0.2.130";
 
 impl Topology {
     #[track_caller]
@@ -77,6 +83,7 @@ impl Topology {
             client: Netns::new(&format!("bf{tag}c")),
             router: Netns::new(&format!("bf{tag}r")),
             server: Netns::new(&format!("bf{tag}s")),
+            notice: None,
             tag,
             dir,
         };
@@ -130,6 +137,89 @@ impl Topology {
         t
     }
 
+    /// The topology plus a block-notice host: it accepts traffic for 198.51.100.0/24 and
+    /// 2001:db8:66::/48 (local routes) and receives redirected frames (GRO on its veth).
+    #[track_caller]
+    pub fn with_notice(test: &str) -> Self {
+        let mut t = Self::new(test);
+        let n = Netns::new(&format!("bf{}n", t.tag));
+        n.sysctl("net.ipv6.conf.all.accept_dad", "0");
+        n.sysctl("net.ipv6.conf.default.accept_dad", "0");
+        veth(&t.router, NOTICE_IFACE, &n, "n0");
+        t.router
+            .ip(&["addr", "add", "192.0.2.129/26", "dev", NOTICE_IFACE]);
+        t.router.ip(&[
+            "addr",
+            "add",
+            "2001:db8:4e::1/64",
+            "dev",
+            NOTICE_IFACE,
+            "nodad",
+        ]);
+        n.ip(&["addr", "add", "192.0.2.130/26", "dev", "n0"]);
+        n.ip(&["addr", "add", "2001:db8:4e::2/64", "dev", "n0", "nodad"]);
+        n.ip(&["route", "add", "default", "via", "192.0.2.129"]);
+        n.ip(&["-6", "route", "add", "default", "via", "2001:db8:4e::1"]);
+        // The notice host answers for the blocked addresses it is sent.
+        n.ip(&["route", "add", "local", "198.51.100.0/24", "dev", "lo"]);
+        n.ip(&[
+            "-6",
+            "route",
+            "add",
+            "local",
+            "2001:db8:66::/48",
+            "dev",
+            "lo",
+        ]);
+        // A veth takes XDP_REDIRECTed frames only with GRO (or an XDP program) on its peer.
+        n.exec("ethtool", &["-K", "n0", "gro", "on"]);
+        // A veth leaves TCP checksums to "hardware" that a redirected frame never meets:
+        // the client computes them itself, as packets from a real wire have them.
+        t.client.exec("ethtool", &["-K", "c0", "tx", "off"]);
+        // Replies from the notice host come from blocked addresses through rn: the
+        // router must not drop them as spoofed.
+        t.router.sysctl("net.ipv4.conf.all.rp_filter", "0");
+        t.router
+            .sysctl(&format!("net.ipv4.conf.{NOTICE_IFACE}.rp_filter"), "0");
+        let mac = |ns: &Netns, dev: &str| -> String {
+            let out = ns.ip(&["-br", "link", "show", "dev", dev]);
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .nth(2)
+                .expect("a MAC address")
+                .to_string()
+        };
+        let (router_mac, notice_mac) = (mac(&t.router, NOTICE_IFACE), mac(&n, "n0"));
+        for a in ["192.0.2.130", "2001:db8:4e::2"] {
+            t.router.ip(&[
+                "neigh",
+                "replace",
+                a,
+                "lladdr",
+                &notice_mac,
+                "dev",
+                NOTICE_IFACE,
+                "nud",
+                "permanent",
+            ]);
+        }
+        for a in ["192.0.2.129", "2001:db8:4e::1"] {
+            n.ip(&[
+                "neigh",
+                "replace",
+                a,
+                "lladdr",
+                &router_mac,
+                "dev",
+                "n0",
+                "nud",
+                "permanent",
+            ]);
+        }
+        t.notice = Some(n);
+        t
+    }
+
     pub fn orders_path(&self) -> PathBuf {
         self.dir.join("orders.json")
     }
@@ -177,16 +267,22 @@ pub fn order_list(orders: &[String], exceptions: &[String]) -> String {
     )
 }
 
-/// One order as JSON. `extra` is spliced in (e.g. `"direction": "dst"`).
+/// One order as JSON. `extra` is spliced in (e.g. `"direction": "dst"`); the basis is
+/// copyright unless `extra` gives one.
 pub fn order(id: &str, action: &str, prefixes: &[&str], extra: &str) -> String {
     let prefixes: Vec<String> = prefixes.iter().map(|p| format!("\"{p}\"")).collect();
+    let basis = if extra.contains("\"basis\"") {
+        ""
+    } else {
+        "\"basis\": \"copyright\", "
+    };
     let extra = if extra.is_empty() {
         String::new()
     } else {
         format!(", {extra}")
     };
     format!(
-        "{{\"id\": \"{id}\", \"authority\": \"Test Court\", \"issued\": \"2026-01-01\", \"basis\": \"copyright\", \"action\": \"{action}\", \"prefixes\": [{}]{extra}}}",
+        "{{\"id\": \"{id}\", \"authority\": \"Test Court\", \"issued\": \"2026-01-01\", {basis}\"action\": \"{action}\", \"prefixes\": [{}]{extra}}}",
         prefixes.join(", ")
     )
 }

@@ -14,7 +14,12 @@ use anyhow::{bail, Context};
 use crate::cmd::{self, step};
 
 const DIR: &str = "/tmp/borderfilter-demo";
-const NS: [&str; 3] = ["bfdemo-client", "bfdemo-router", "bfdemo-server"];
+const NS: [&str; 4] = [
+    "bfdemo-client",
+    "bfdemo-router",
+    "bfdemo-server",
+    "bfdemo-notice",
+];
 
 const ORDERS: &str = r#"{
   "version": 1,
@@ -26,7 +31,7 @@ const ORDERS: &str = r#"{
       "valid_from": "2006-10-26",
       "expires": "2030-10-25",
       "basis": "copyright",
-      "action": "drop",
+      "action": "redirect",
       "direction": "both",
       "prefixes": ["198.51.100.0/24", "2001:db8:66::/48"],
       "note": "AllofMP3 and mirrors"
@@ -52,12 +57,16 @@ fn in_ns(ns: &str, program: &str, args: &[&str]) -> Command {
 struct Demo {
     daemon: Option<Child>,
     web: Option<Child>,
+    notice: Option<Child>,
     bin: PathBuf,
 }
 
 impl Drop for Demo {
     fn drop(&mut self) {
-        for child in [self.daemon.take(), self.web.take()].into_iter().flatten() {
+        for child in [self.daemon.take(), self.web.take(), self.notice.take()]
+            .into_iter()
+            .flatten()
+        {
             let mut child = child;
             let _ = child.kill();
             let _ = child.wait();
@@ -91,147 +100,85 @@ fn teardown() {
         .status();
 }
 
+/// The demo's network, as `ip` command lines (`{c}`, `{r}`, `{s}`, `{n}`: the client,
+/// router, server and notice-host namespaces).
+const TOPOLOGY: &[&str] = &[
+    "-n {c} link add eth0 type veth peer name to-client netns {r}",
+    "-n {s} link add eth0 type veth peer name to-server netns {r}",
+    "-n {n} link add eth0 type veth peer name to-notice netns {r}",
+    "-n {c} link set eth0 up",
+    "-n {s} link set eth0 up",
+    "-n {n} link set eth0 up",
+    "-n {r} link set to-client up",
+    "-n {r} link set to-server up",
+    "-n {r} link set to-notice up",
+    "-n {c} addr add 192.0.2.2/26 dev eth0",
+    "-n {c} addr add 2001:db8:c1::2/64 dev eth0 nodad",
+    "-n {c} route add default via 192.0.2.1",
+    "-n {c} -6 route add default via 2001:db8:c1::1",
+    "-n {r} addr add 192.0.2.1/26 dev to-client",
+    "-n {r} addr add 2001:db8:c1::1/64 dev to-client nodad",
+    "-n {r} addr add 192.0.2.65/26 dev to-server",
+    "-n {r} addr add 2001:db8:5e::1/64 dev to-server nodad",
+    "-n {r} addr add 192.0.2.129/26 dev to-notice",
+    "-n {r} addr add 2001:db8:4e::1/64 dev to-notice nodad",
+    "-n {r} route add 198.51.100.0/24 via 192.0.2.66",
+    "-n {r} route add 203.0.113.0/24 via 192.0.2.66",
+    "-n {r} -6 route add 2001:db8::/32 via 2001:db8:5e::2",
+    "-n {s} addr add 192.0.2.66/26 dev eth0",
+    "-n {s} addr add 2001:db8:5e::2/64 dev eth0 nodad",
+    "-n {s} route add default via 192.0.2.65",
+    "-n {s} -6 route add default via 2001:db8:5e::1",
+    "-n {s} addr add 198.51.100.10/32 dev lo",
+    "-n {s} addr add 198.51.100.53/32 dev lo",
+    "-n {s} addr add 203.0.113.10/32 dev lo",
+    "-n {n} addr add 192.0.2.130/26 dev eth0",
+    "-n {n} addr add 2001:db8:4e::2/64 dev eth0 nodad",
+    "-n {n} route add default via 192.0.2.129",
+    "-n {n} -6 route add default via 2001:db8:4e::1",
+    // The notice host answers for the addresses redirected to it.
+    "-n {n} route add local 198.51.100.0/24 dev lo",
+    "-n {n} -6 route add local 2001:db8:66::/48 dev lo",
+];
+
 fn topology() -> anyhow::Result<()> {
     teardown();
+    // A fresh start: no order list, audit trail or logs of an earlier run.
+    let _ = std::fs::remove_dir_all(DIR);
+    std::fs::create_dir_all(DIR)?;
+    let [c, r, s, n] = NS;
     for ns in NS {
         ip(&["netns", "add", ns])?;
         ip(&["-n", ns, "link", "set", "lo", "up"])?;
-        cmd::run_quiet(&mut in_ns(
-            ns,
-            "sysctl",
-            &[
-                "-q",
-                "-w",
-                "net.ipv6.conf.default.accept_dad=0",
-                "net.ipv6.conf.all.accept_dad=0",
-            ],
-        ))?;
-    }
-    let [client, router, server] = NS;
-    ip(&[
-        "-n",
-        client,
-        "link",
-        "add",
-        "eth0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "to-client",
-        "netns",
-        router,
-    ])?;
-    ip(&[
-        "-n",
-        server,
-        "link",
-        "add",
-        "eth0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "to-server",
-        "netns",
-        router,
-    ])?;
-    for (ns, dev) in [
-        (client, "eth0"),
-        (router, "to-client"),
-        (router, "to-server"),
-        (server, "eth0"),
-    ] {
-        ip(&["-n", ns, "link", "set", dev, "up"])?;
-    }
-    cmd::run_quiet(&mut in_ns(
-        router,
-        "sysctl",
-        &[
+        let dad = [
             "-q",
             "-w",
-            "net.ipv4.ip_forward=1",
-            "net.ipv6.conf.all.forwarding=1",
-        ],
-    ))?;
-    for (ns, args) in [
-        (client, vec!["addr", "add", "192.0.2.2/26", "dev", "eth0"]),
-        (
-            client,
-            vec!["addr", "add", "2001:db8:c1::2/64", "dev", "eth0", "nodad"],
-        ),
-        (client, vec!["route", "add", "default", "via", "192.0.2.1"]),
-        (
-            client,
-            vec!["-6", "route", "add", "default", "via", "2001:db8:c1::1"],
-        ),
-        (
-            router,
-            vec!["addr", "add", "192.0.2.1/26", "dev", "to-client"],
-        ),
-        (
-            router,
-            vec![
-                "addr",
-                "add",
-                "2001:db8:c1::1/64",
-                "dev",
-                "to-client",
-                "nodad",
-            ],
-        ),
-        (
-            router,
-            vec!["addr", "add", "192.0.2.65/26", "dev", "to-server"],
-        ),
-        (
-            router,
-            vec![
-                "addr",
-                "add",
-                "2001:db8:5e::1/64",
-                "dev",
-                "to-server",
-                "nodad",
-            ],
-        ),
-        (
-            router,
-            vec!["route", "add", "198.51.100.0/24", "via", "192.0.2.66"],
-        ),
-        (
-            router,
-            vec!["route", "add", "203.0.113.0/24", "via", "192.0.2.66"],
-        ),
-        (
-            router,
-            vec![
-                "-6",
-                "route",
-                "add",
-                "2001:db8::/32",
-                "via",
-                "2001:db8:5e::2",
-            ],
-        ),
-        (server, vec!["addr", "add", "192.0.2.66/26", "dev", "eth0"]),
-        (
-            server,
-            vec!["addr", "add", "2001:db8:5e::2/64", "dev", "eth0", "nodad"],
-        ),
-        (server, vec!["route", "add", "default", "via", "192.0.2.65"]),
-        (
-            server,
-            vec!["-6", "route", "add", "default", "via", "2001:db8:5e::1"],
-        ),
-        (server, vec!["addr", "add", "198.51.100.10/32", "dev", "lo"]),
-        (server, vec!["addr", "add", "198.51.100.53/32", "dev", "lo"]),
-        (server, vec!["addr", "add", "203.0.113.10/32", "dev", "lo"]),
-    ] {
-        let mut all = vec!["-n", ns];
-        all.extend(args);
-        ip(&all)?;
+            "net.ipv6.conf.default.accept_dad=0",
+            "net.ipv6.conf.all.accept_dad=0",
+        ];
+        cmd::run_quiet(&mut in_ns(ns, "sysctl", &dad))?;
     }
+    for line in TOPOLOGY {
+        let line = line
+            .replace("{c}", c)
+            .replace("{r}", r)
+            .replace("{s}", s)
+            .replace("{n}", n);
+        ip(&line.split_whitespace().collect::<Vec<_>>())?;
+    }
+    let forwarding = [
+        "-q",
+        "-w",
+        "net.ipv4.ip_forward=1",
+        "net.ipv6.conf.all.forwarding=1",
+        "net.ipv4.conf.all.rp_filter=0",
+    ];
+    cmd::run_quiet(&mut in_ns(r, "sysctl", &forwarding))?;
+    // The notice host takes redirected frames (GRO on its veth). Veth checksum offload
+    // would leave the client's TCP checksums unfinished in redirected frames; frames
+    // from a real wire always carry complete ones.
+    cmd::run_quiet(&mut in_ns(n, "ethtool", &["-K", "eth0", "gro", "on"]))?;
+    cmd::run_quiet(&mut in_ns(c, "ethtool", &["-K", "eth0", "tx", "off"]))?;
     std::fs::create_dir_all(format!("{DIR}/bpffs"))?;
     cmd::run_quiet(Command::new("mount").args(["-t", "bpf", "bpf", &format!("{DIR}/bpffs")]))?;
     Ok(())
@@ -260,6 +207,36 @@ fn show(what: &str, bin: &Path, args: &[&str]) -> anyhow::Result<()> {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    Ok(())
+}
+
+/// A request answered by the notice host: shows the status and the plain-text page.
+fn notice_page(url: &str) -> anyhow::Result<()> {
+    println!("$ curl -i -H 'Accept: text/plain' {url}   (from the client)");
+    let out = in_ns(
+        NS[0],
+        "curl",
+        &[
+            "-sS",
+            "-i",
+            "--max-time",
+            "3",
+            "-H",
+            "Accept: text/plain",
+            url,
+        ],
+    )
+    .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in text
+        .lines()
+        .filter(|l| !l.to_lowercase().starts_with("date:"))
+    {
+        println!("  {line}");
+    }
+    if !out.status.success() {
+        println!("no answer: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
     Ok(())
 }
 
@@ -316,13 +293,29 @@ pub fn run(ifaces: &[String], keep: bool, daemon_args: &[String]) -> anyhow::Res
     let mut demo = Demo {
         daemon: None,
         web: None,
+        notice: None,
         bin: bin.clone(),
     };
+    // The real server: a page that says so, served on every server address.
+    let webroot = format!("{DIR}/webroot");
+    std::fs::create_dir_all(&webroot)?;
+    std::fs::write(
+        format!("{webroot}/index.html"),
+        "the real server answered\n",
+    )?;
     demo.web = Some(
         in_ns(
             NS[2],
             "python3",
-            &["-m", "http.server", "80", "--bind", "::"],
+            &[
+                "-m",
+                "http.server",
+                "80",
+                "--bind",
+                "::",
+                "--directory",
+                &webroot,
+            ],
         )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -330,7 +323,24 @@ pub fn run(ifaces: &[String], keep: bool, daemon_args: &[String]) -> anyhow::Res
         .context("starting the demo web server (python3)")?,
     );
     std::fs::write(format!("{DIR}/orders.json"), ORDERS)?;
-    println!("client 192.0.2.2 -- router (borderfilter on both links) -- server 198.51.100.10, 198.51.100.53, 203.0.113.10");
+    demo.notice = Some(
+        in_ns(
+            NS[3],
+            bin.to_str().context("binary path")?,
+            &[
+                "notice",
+                "--listen",
+                "[::]:80",
+                "--orders",
+                &format!("{DIR}/orders.json"),
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(format!("{DIR}/notice.log"))?)
+        .spawn()?,
+    );
+    println!("client 192.0.2.2 -- router (borderfilter on to-client, to-server) -- server 198.51.100.10, 198.51.100.53, 203.0.113.10");
+    println!("                       router to-notice -- block-notice host (answers for redirected addresses)");
 
     step("starting the daemon on the router");
     let log = std::fs::File::create(format!("{DIR}/daemon.log"))?;
@@ -346,6 +356,10 @@ pub fn run(ifaces: &[String], keep: bool, daemon_args: &[String]) -> anyhow::Res
                 "to-client",
                 "--iface",
                 "to-server",
+                "--redirect-iface",
+                "to-notice",
+                "--redirect-neighbor",
+                "192.0.2.130",
                 "--orders",
                 &format!("{DIR}/orders.json"),
                 "--pin-dir",
@@ -394,9 +408,11 @@ pub fn run(ifaces: &[String], keep: bool, daemon_args: &[String]) -> anyhow::Res
         &bin,
         &["check", "198.51.100.10"],
     )?;
-    println!("\n# an unblocked address, then a blocked one, then the exception inside the block");
+    println!("\n# an unblocked address reaches the real server");
     curl("http://203.0.113.10/")?;
-    curl("http://198.51.100.10/")?;
+    println!("\n# an address under the redirect order is answered by the block-notice host (451, RFC 7725)");
+    notice_page("http://198.51.100.10/")?;
+    println!("\n# the exception inside the blocked range reaches the real server");
     curl("http://198.51.100.53/")?;
     show("a new order arrives: block 203.0.113.10 from the CLI (written to orders.json, applied at once)", &bin, &[
         "orders", "add", "--id", "DEMO-2/2026", "--authority", "Retten i Glostrup", "--issued", "2026-11-20",
@@ -413,6 +429,15 @@ pub fn run(ifaces: &[String], keep: bool, daemon_args: &[String]) -> anyhow::Res
         &bin,
         &["stats"],
     )?;
+    println!("\n# the same counters for Prometheus (from the router's loopback)");
+    println!("$ curl -s http://127.0.0.1:10431/metrics | grep order_packets");
+    let out = in_ns(NS[1], "curl", &["-s", "http://127.0.0.1:10431/metrics"]).output()?;
+    for line in String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("borderfilter_order_packets"))
+    {
+        println!("{line}");
+    }
     show("the audit trail", &bin, &["audit"])?;
 
     if keep {

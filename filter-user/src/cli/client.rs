@@ -125,7 +125,7 @@ pub fn run(socket: &Path, command: Command, json: bool) -> anyhow::Result<i32> {
             json,
             render_audit,
         ),
-        Command::Run(_) | Command::Validate(_) | Command::Detach(_) => {
+        Command::Run(_) | Command::Validate(_) | Command::Detach(_) | Command::Notice(_) => {
             unreachable!("dispatched elsewhere")
         }
     }
@@ -229,6 +229,21 @@ fn render_status(s: report::Status) -> String {
             }
         }
         None => out += "  in force    no list applied yet\n",
+    }
+    if let Some(r) = &s.redirect {
+        out += &format!(
+            "  redirect    to {} via {}: {}\n",
+            r.notice_host,
+            r.iface,
+            if r.ready {
+                "ready".to_string()
+            } else {
+                format!(
+                    "NOT ready, redirect orders drop ({})",
+                    r.problem.as_deref().unwrap_or("?")
+                )
+            }
+        );
     }
     if let Some(t) = &s.next_change {
         out += &format!("  next change {t}\n");

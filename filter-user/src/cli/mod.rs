@@ -87,6 +87,14 @@ pub enum Command {
     ///
     /// Example: borderfilter detach --yes
     Detach(DetachArgs),
+    /// Run the block-notice host's web server: every HTTP request gets 451 and a page
+    /// naming the order that blocks the address the client tried to reach.
+    ///
+    /// The notice host must accept traffic for addresses it does not own: add a local
+    /// route for each redirected prefix (`ip route add local 198.51.100.0/24 dev lo`).
+    ///
+    /// Example: borderfilter notice --listen [::]:80 --templates /etc/borderfilter/notice
+    Notice(NoticeArgs),
     /// Show the audit trail: every applied change, who made it, and which orders started
     /// or stopped being enforced.
     ///
@@ -135,6 +143,43 @@ pub struct RunArgs {
     /// The audit trail file.
     #[arg(long, value_name = "PATH", default_value = paths::AUDIT_LOG)]
     pub audit_log: PathBuf,
+    /// Interface towards the block-notice host: packets to addresses under a redirect
+    /// order leave through it (XDP_REDIRECT). It must not be one of the --iface.
+    #[arg(long, value_name = "IF", requires = "notice_host")]
+    pub redirect_iface: Option<String>,
+    /// The notice host's MAC address.
+    #[arg(long, value_name = "MAC", group = "notice_host", requires = "redirect_iface", value_parser = crate::daemon::config::parse_mac)]
+    pub redirect_mac: Option<[u8; 6]>,
+    /// The notice host's IP address; its MAC is taken from the kernel's neighbour table
+    /// and followed when it changes.
+    #[arg(
+        long,
+        value_name = "IP",
+        group = "notice_host",
+        requires = "redirect_iface"
+    )]
+    pub redirect_neighbor: Option<std::net::IpAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct NoticeArgs {
+    /// Address to listen on (repeat for several). `[::]:80` also accepts IPv4.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "[::]:80")]
+    pub listen: Vec<SocketAddr>,
+    /// The order list (the same file the filter enforces, or a copy).
+    #[arg(long, value_name = "PATH", default_value = paths::ORDERS)]
+    pub orders: PathBuf,
+    /// Directory of templates: BASIS.html and BASIS.txt per legal basis, default.html and
+    /// default.txt otherwise. Built-in pages stand in for missing files.
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+    /// URL for the `Link: <URL>; rel="blocked-by"` header; `{authority}` is replaced by
+    /// the order's authority.
+    #[arg(long, value_name = "URL")]
+    pub blocked_by: Option<String>,
+    /// Largest order list file accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::orders::file::DEFAULT_MAX_BYTES)]
+    pub max_list_bytes: u64,
 }
 
 #[derive(Debug, Args)]
@@ -309,6 +354,14 @@ pub fn execute(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Run(args) => offline::run_daemon(args, cli.socket),
         Command::Validate(args) => offline::validate(&args, cli.json),
+        Command::Notice(args) => crate::notice::run(crate::notice::NoticeConfig {
+            listen: args.listen,
+            orders: args.orders,
+            templates: args.templates,
+            blocked_by: args.blocked_by,
+            max_list_bytes: args.max_list_bytes,
+        })
+        .map(|()| 0),
         Command::Check(CheckArgs {
             address,
             orders: Some(file),

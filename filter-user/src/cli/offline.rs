@@ -34,6 +34,16 @@ pub fn run_daemon(args: RunArgs, socket: std::path::PathBuf) -> anyhow::Result<i
         max_list_bytes: args.max_list_bytes,
         public_read: args.public_read,
         audit_log: args.audit_log,
+        redirect: args
+            .redirect_iface
+            .map(|iface| daemon::config::RedirectConfig {
+                iface,
+                to: match (args.redirect_mac, args.redirect_neighbor) {
+                    (Some(mac), _) => daemon::config::RedirectTo::Mac(mac),
+                    (None, Some(ip)) => daemon::config::RedirectTo::Neighbor(ip),
+                    (None, None) => unreachable!("clap requires one of them"),
+                },
+            }),
     })?;
     Ok(0)
 }

@@ -21,6 +21,18 @@ pub struct Status {
     pub refusal: Option<Refusal>,
     /// When the next order starts or ends (RFC 3339).
     pub next_change: Option<String>,
+    /// The way to the block-notice host, when configured.
+    pub redirect: Option<RedirectStatus>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RedirectStatus {
+    pub iface: String,
+    /// The notice host's MAC, or the IP address it is resolved from.
+    pub notice_host: String,
+    /// True when redirect orders send their packets there; false: they drop them.
+    pub ready: bool,
+    pub problem: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -87,6 +87,7 @@ pub struct Engine {
     held: Option<Snapshot>,
     applied: Option<Applied>,
     refusal: Option<report::Refusal>,
+    redirect: super::redirect::RedirectState,
     pub history: SyncHistory,
 }
 
@@ -133,8 +134,22 @@ impl Engine {
             held: None,
             applied: None,
             refusal: None,
+            redirect: Default::default(),
             history: SyncHistory::default(),
         };
+        if let Some(r) = &engine.config.redirect {
+            if engine.config.ifaces.contains(&r.iface) {
+                anyhow::bail!(
+                    "--redirect-iface {} is also given with --iface: the notice host answers from blocked addresses, \
+                     so the interface towards it must not be filtered",
+                    r.iface
+                );
+            }
+            if crate::dataplane::ifindex(&r.iface).is_none() {
+                anyhow::bail!("--redirect-iface {}: no such interface", r.iface);
+            }
+        }
+        engine.refresh_redirect();
         engine.held = Some(
             Snapshot::read(engine.dataplane.maps())
                 .map_err(|e| anyhow::anyhow!(error_chain(&e)))?,
@@ -178,11 +193,22 @@ impl Engine {
         &self.config
     }
 
+    /// Resolves the redirect target again and updates the data plane if it changed.
+    pub fn refresh_redirect(&mut self) {
+        let config = self.config.redirect.clone();
+        self.redirect
+            .refresh(config.as_ref(), self.dataplane.maps_mut());
+    }
+
     fn policy(&self) -> Policy {
         let maps = self.dataplane.maps();
         Policy {
             protect: self.config.protect.clone(),
-            redirect: RedirectTarget::NotConfigured,
+            redirect: if self.config.redirect.is_some() {
+                RedirectTarget::Configured
+            } else {
+                RedirectTarget::NotConfigured
+            },
             capacity_v4: maps.capacity(Family::V4).unwrap_or(self.config.capacity_v4),
             capacity_v6: maps.capacity(Family::V6).unwrap_or(self.config.capacity_v6),
         }
@@ -574,6 +600,19 @@ impl Engine {
             applied,
             refusal: self.refusal.clone(),
             next_change: self.next_change().map(rfc3339),
+            redirect: self
+                .config
+                .redirect
+                .as_ref()
+                .map(|c| report::RedirectStatus {
+                    iface: c.iface.clone(),
+                    notice_host: match c.to {
+                        super::config::RedirectTo::Mac(m) => super::config::format_mac(&m),
+                        super::config::RedirectTo::Neighbor(ip) => ip.to_string(),
+                    },
+                    ready: self.redirect.resolved.is_some(),
+                    problem: self.redirect.problem.clone(),
+                }),
         }
     }
 

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod config;
 pub mod engine;
 pub mod metrics;
+pub mod redirect;
 pub mod server;
 pub mod watch;
 
@@ -109,7 +110,11 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
                     last_seen = now;
                     blocking(&engine, |e| e.sync_from_file(Origin::File, false)).await;
                 }
-                blocking(&engine, |e| e.tick(time::OffsetDateTime::now_utc())).await;
+                blocking(&engine, |e| {
+                    e.refresh_redirect();
+                    e.tick(time::OffsetDateTime::now_utc())
+                })
+                .await;
             }
             _ = stop.recv() => break,
             _ = terminate.recv() => { log::info!("SIGTERM: stopping; the filter stays attached and enforcing"); break }

@@ -52,6 +52,12 @@ pub enum DataplaneError {
         #[source]
         source: Box<MapError>,
     },
+    #[error("interface {ifindex} cannot take redirected frames (its driver has no XDP transmit)")]
+    RedirectPort {
+        ifindex: u32,
+        #[source]
+        source: Box<aya::maps::xdp::XdpMapError>,
+    },
     #[error("map {map} is full ({capacity} entries): cannot add {what}")]
     MapFull {
         map: &'static str,

@@ -6,7 +6,7 @@ use aya::{
     maps::{lpm_trie::Key, Array, LpmTrie, Map, MapData, MapError, PerCpuArray},
     Ebpf,
 };
-use filter_common::{maps as names, verdict, Counter, Entry, Rule};
+use filter_common::{maps as names, verdict, Counter, Entry, RedirectTarget, Rule};
 
 use super::{batch, DataplaneError};
 use crate::prefix::{Family, Prefix};
@@ -25,6 +25,8 @@ pub struct Maps {
     rules: Map,
     rule_stats: Map,
     verdicts: Map,
+    redirect_port: Map,
+    redirect_target: Map,
 }
 
 fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, DataplaneError> {
@@ -61,6 +63,8 @@ impl Maps {
             rules: take(ebpf, names::RULES)?,
             rule_stats: take(ebpf, names::RULE_STATS)?,
             verdicts: take(ebpf, names::VERDICT_STATS)?,
+            redirect_port: take(ebpf, names::REDIRECT_PORT)?,
+            redirect_target: take(ebpf, names::REDIRECT_TARGET)?,
         })
     }
 
@@ -73,7 +77,7 @@ impl Maps {
 
     fn map_data(map: &Map) -> &MapData {
         match map {
-            Map::LpmTrie(m) | Map::Array(m) | Map::PerCpuArray(m) => m,
+            Map::LpmTrie(m) | Map::Array(m) | Map::PerCpuArray(m) | Map::DevMap(m) => m,
             // `take` only ever stores the three kinds above.
             other => unreachable!("unexpected map kind {other:?}"),
         }
@@ -397,6 +401,59 @@ impl Maps {
             names::RULE_STATS,
             format!("rule {number}"),
         ))
+    }
+
+    /// Sends redirected packets out of interface `ifindex`, re-addressed from `src_mac`
+    /// to `dst_mac`. The port is written before the addresses are enabled.
+    pub fn set_redirect(
+        &mut self,
+        ifindex: u32,
+        dst_mac: [u8; 6],
+        src_mac: [u8; 6],
+    ) -> Result<(), DataplaneError> {
+        let mut port = aya::maps::DevMap::try_from(&mut self.redirect_port).map_err(|source| {
+            DataplaneError::MissingMap {
+                name: names::REDIRECT_PORT,
+                source: Some(Box::new(source)),
+            }
+        })?;
+        port.set(0, ifindex, None, 0)
+            .map_err(|source| DataplaneError::RedirectPort {
+                ifindex,
+                source: Box::new(source),
+            })?;
+        let target = RedirectTarget {
+            dst_mac,
+            src_mac,
+            enabled: 1,
+            _pad: [0; 3],
+        };
+        self.write_target(target)
+    }
+
+    /// Stops redirecting: packets of redirect orders are dropped.
+    pub fn clear_redirect(&mut self) -> Result<(), DataplaneError> {
+        self.write_target(RedirectTarget::default())
+    }
+
+    pub fn redirect_target(&self) -> Result<RedirectTarget, DataplaneError> {
+        Array::<_, RedirectTarget>::try_from(&self.redirect_target)
+            .map_err(|source| DataplaneError::MissingMap {
+                name: names::REDIRECT_TARGET,
+                source: Some(Box::new(source)),
+            })?
+            .get(&0, 0)
+            .map_err(map_err("reading", names::REDIRECT_TARGET, "the target"))
+    }
+
+    fn write_target(&mut self, target: RedirectTarget) -> Result<(), DataplaneError> {
+        Array::<_, RedirectTarget>::try_from(&mut self.redirect_target)
+            .map_err(|source| DataplaneError::MissingMap {
+                name: names::REDIRECT_TARGET,
+                source: Some(Box::new(source)),
+            })?
+            .set(0, target, 0)
+            .map_err(map_err("writing", names::REDIRECT_TARGET, "the target"))
     }
 
     /// Packets and bytes per verdict, summed over CPUs, indexed by `verdict` constants.

@@ -11,7 +11,7 @@ mod batch;
 mod error;
 mod maps;
 pub mod model;
-mod netlink;
+pub mod netlink;
 mod object;
 
 use std::path::{Path, PathBuf};
@@ -150,6 +150,11 @@ impl Dataplane {
     /// Runs the loaded program once on `frame` (BPF_PROG_TEST_RUN) and returns the XDP
     /// action it chose. Counters are updated as for a real packet.
     pub fn test_run(&self, frame: &[u8]) -> Result<u32, DataplaneError> {
+        self.test_run_frame(frame).map(|(action, _)| action)
+    }
+
+    /// Like [`Dataplane::test_run`], also returning the frame as the program left it.
+    pub fn test_run_frame(&self, frame: &[u8]) -> Result<(u32, Vec<u8>), DataplaneError> {
         let mut out = vec![0u8; frame.len().max(64) + 256];
         let options = TestRunOptions {
             data_in: Some(frame),
@@ -162,7 +167,8 @@ impl Dataplane {
                 .map_err(|source| DataplaneError::TestRun {
                     source: Box::new(source),
                 })?;
-        Ok(result.return_value)
+        out.truncate(result.data_size_out as usize);
+        Ok((result.return_value, out))
     }
 }
 

@@ -8,10 +8,12 @@ use filter_common::{action, types::NO_RULE, verdict};
 
 use super::PrefixEntry;
 
-/// The verdict and the rule counted for a packet from `src` to `dst`.
+/// The verdict and the rule counted for a packet from `src` to `dst`. `redirect` says
+/// whether a redirect target is configured (without one, redirect verdicts drop).
 pub fn decide(
     entries: &[PrefixEntry],
     actions: &HashMap<u32, u8>,
+    redirect: bool,
     src: IpAddr,
     dst: IpAddr,
 ) -> (u32, u32) {
@@ -28,7 +30,7 @@ pub fn decide(
         }
         match actions.get(&rule).copied().unwrap_or(action::NONE) {
             action::DROP => (verdict::DROP, rule),
-            action::REDIRECT if is_dst => (verdict::REDIRECT, rule),
+            action::REDIRECT if is_dst && redirect => (verdict::REDIRECT, rule),
             action::REDIRECT => (verdict::DROP, rule),
             action::MONITOR => (verdict::MONITOR, rule),
             action::EXEMPT => (verdict::EXEMPT, rule),

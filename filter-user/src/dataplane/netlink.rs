@@ -20,7 +20,14 @@ const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
 const NLM_F_DUMP: u16 = 0x300;
 const NLA_F_NESTED: u16 = 0x8000;
+const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
+const RTM_NEWNEIGH: u16 = 28;
+const RTM_GETNEIGH: u16 = 30;
+const NDA_DST: u16 = 1;
+const NDA_LLADDR: u16 = 2;
+/// Neighbour states with a usable link-layer address.
+const NUD_USABLE: u16 = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80;
 const IFLA_XDP: u16 = 43;
 const IFLA_XDP_FD: u16 = 1;
 const IFLA_XDP_ATTACHED: u16 = 2;
@@ -48,6 +55,8 @@ pub enum Attached {
 pub struct LinkXdp {
     pub index: u32,
     pub name: String,
+    /// The interface's MAC address, when it has one.
+    pub mac: Option<[u8; 6]>,
     pub prog: Option<(u32, Attached)>,
 }
 
@@ -222,12 +231,14 @@ pub fn links() -> io::Result<Vec<LinkXdp>> {
                     let mut link = LinkXdp {
                         index,
                         name: String::new(),
+                        mac: None,
                         prog: None,
                     };
                     let mut attached = 0u8;
                     let mut prog_id = 0u32;
                     for (kind, value) in attributes(&payload[16..]) {
                         match kind {
+                            IFLA_ADDRESS => link.mac = value.try_into().ok(),
                             IFLA_IFNAME => {
                                 link.name = String::from_utf8_lossy(
                                     value.split(|b| *b == 0).next().unwrap_or(value),
@@ -261,6 +272,61 @@ pub fn links() -> io::Result<Vec<LinkXdp>> {
                     };
                     link.prog = mode.filter(|_| prog_id != 0).map(|m| (prog_id, m));
                     out.push(link);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The link-layer address of neighbour `ip`, if the kernel has a usable one.
+pub fn neighbour(ip: std::net::IpAddr) -> io::Result<Option<(u32, [u8; 6])>> {
+    let family = if ip.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    } as u8;
+    let wanted: Vec<u8> = match ip {
+        std::net::IpAddr::V4(a) => a.octets().to_vec(),
+        std::net::IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    let socket = Socket::open()?;
+    // ndmsg: family, 3 pad bytes, ifindex, state, flags, type
+    let mut m = Vec::with_capacity(28);
+    m.extend_from_slice(&28u32.to_ne_bytes());
+    m.extend_from_slice(&RTM_GETNEIGH.to_ne_bytes());
+    m.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    m.extend_from_slice(&1u32.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    m.extend_from_slice(&[family, 0, 0, 0]);
+    m.extend_from_slice(&[0u8; 8]);
+    socket.send(&m)?;
+    let mut found = None;
+    loop {
+        let reply = socket.recv()?;
+        for (kind, payload) in messages(&reply) {
+            match kind {
+                NLMSG_DONE => return Ok(found),
+                NLMSG_ERROR if error_code(payload) != 0 => {
+                    return Err(io::Error::from_raw_os_error(-error_code(payload)))
+                }
+                RTM_NEWNEIGH if payload.len() >= 12 => {
+                    let index =
+                        i32::from_ne_bytes(payload[4..8].try_into().expect("4 bytes")) as u32;
+                    let state = u16::from_ne_bytes(payload[8..10].try_into().expect("2 bytes"));
+                    let (mut dst, mut lladdr) = (None, None);
+                    for (k, v) in attributes(&payload[12..]) {
+                        match k {
+                            NDA_DST => dst = Some(v),
+                            NDA_LLADDR => lladdr = <[u8; 6]>::try_from(v).ok(),
+                            _ => {}
+                        }
+                    }
+                    if dst == Some(wanted.as_slice()) && state & NUD_USABLE != 0 {
+                        if let Some(mac) = lladdr {
+                            found = Some((index, mac));
+                        }
+                    }
                 }
                 _ => {}
             }

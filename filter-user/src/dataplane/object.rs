@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use aya::maps::{lpm_trie::Key, MapInfo, MapType};
-use filter_common::{maps as names, verdict, Counter, Entry, Rule};
+use filter_common::{maps as names, verdict, Counter, Entry, RedirectTarget, Rule};
 
 use super::DataplaneError;
 
@@ -29,7 +29,7 @@ const fn size<T>() -> u32 {
 }
 
 /// Every map of the program.
-pub const SHAPES: [MapShape; 5] = [
+pub const SHAPES: [MapShape; 7] = [
     MapShape {
         name: names::V4_PREFIXES,
         map_type: MapType::LpmTrie,
@@ -64,6 +64,21 @@ pub const SHAPES: [MapShape; 5] = [
         key_size: size::<u32>(),
         value_size: size::<Counter>(),
         max_entries: Some(verdict::COUNT),
+    },
+    MapShape {
+        name: names::REDIRECT_PORT,
+        map_type: MapType::DevMap,
+        key_size: size::<u32>(),
+        // struct bpf_devmap_val: ifindex and a chained program.
+        value_size: 8,
+        max_entries: Some(1),
+    },
+    MapShape {
+        name: names::REDIRECT_TARGET,
+        map_type: MapType::Array,
+        key_size: size::<u32>(),
+        value_size: size::<RedirectTarget>(),
+        max_entries: Some(1),
     },
 ];
 

@@ -62,10 +62,7 @@ fn parse_prefix(text: &str, field: &str, problems: &mut Problems) -> Option<Pref
         Ok(p) => Some(p),
         Err(e) => {
             problems.error(
-                &Place::File {
-                    line: None,
-                    column: None,
-                },
+                &Place::Argument,
                 field.to_string(),
                 format!("{text:?}"),
                 prefix_problem(&e),
@@ -81,7 +78,7 @@ fn parse_all(texts: &[String]) -> Result<Vec<Listed<Prefix>>, EditError> {
         .iter()
         .enumerate()
         .filter_map(|(i, t)| {
-            parse_prefix(t, &format!("prefix {}", i + 1), &mut problems).map(|value| Listed {
+            parse_prefix(t, &format!("prefix #{}", i + 1), &mut problems).map(|value| Listed {
                 text: t.clone(),
                 value,
             })
@@ -179,10 +176,7 @@ impl Edit {
                 if reason.trim().is_empty() {
                     let mut problems = Problems::default();
                     problems.error(
-                        &Place::File {
-                            line: None,
-                            column: None,
-                        },
+                        &Place::Argument,
                         "reason".to_string(),
                         None,
                         "an exception needs a reason (--reason)",

@@ -10,6 +10,7 @@
 
 pub mod edit;
 pub mod file;
+pub mod json;
 pub mod parse;
 pub mod problem;
 pub mod validate;

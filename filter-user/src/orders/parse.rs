@@ -63,7 +63,7 @@ pub fn parse(bytes: &[u8]) -> (Option<OrderList>, Problems) {
 /// Like [`parse`], also returning what parsed cleanly when the whole did not.
 pub fn parse_partial(bytes: &[u8]) -> (Option<OrderList>, Partial, Problems) {
     let mut problems = Problems::default();
-    let value: Value = match serde_json::from_slice(bytes) {
+    let value: Value = match super::json::parse_strict(bytes) {
         Ok(v) => v,
         Err(e) => {
             let place = Place::File {

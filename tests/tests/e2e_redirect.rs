@@ -1,0 +1,179 @@
+//! End to end: requests to addresses under a redirect order reach the block-notice host,
+//! which answers 451 naming the order; the real server never sees them. IPv4 and IPv6.
+
+use std::time::Duration;
+
+use borderfilter_tests::{
+    daemon::Daemon,
+    poll,
+    topology::{order, order_list, Topology, NOTICE_IFACE, NOTICE_V4},
+    traffic::{body, http_get, sock, tcp_connects, Listeners, TCP_PORT},
+};
+
+fn list(action: &str) -> String {
+    order_list(
+        &[
+            order(
+                "R-1/2026",
+                action,
+                &["198.51.100.0/24", "2001:db8:66::/48"],
+                "\"basis\": \"gambling\"",
+            ),
+            order("D-1/2026", "drop", &["203.0.113.80"], ""),
+        ],
+        &[],
+    )
+}
+
+#[test]
+fn redirected_requests_get_the_notice_page_and_never_reach_the_server() {
+    let t = Topology::with_notice("redirect");
+    t.write_orders(&list("redirect"));
+    let d = Daemon::start(
+        &t,
+        &[
+            "--redirect-iface",
+            NOTICE_IFACE,
+            "--redirect-neighbor",
+            NOTICE_V4,
+        ],
+    );
+    let _notice = Daemon::notice(&t);
+    let server = Listeners::start(
+        &t.server,
+        &[
+            "198.51.100.10",
+            "2001:db8:66::10",
+            "203.0.113.10",
+            "203.0.113.80",
+        ],
+    );
+    let status = d.status();
+    assert_eq!(status["redirect"]["ready"], true, "{status}");
+
+    for addr in ["198.51.100.10", "2001:db8:66::10"] {
+        let (code, text) = http_get(
+            &t.client,
+            sock(addr, TCP_PORT),
+            "/some/path?q=%3Cb%3E",
+            None,
+        )
+        .unwrap_or_else(|| panic!("no answer from {addr}:\n{}", d.log_text()));
+        assert_eq!(code, 451, "{text}");
+        assert!(
+            text.contains("R-1/2026") && text.contains("Test Court"),
+            "the page names the order and the authority:\n{text}"
+        );
+        assert!(
+            text.contains("Spillemyndigheden"),
+            "the gambling template was chosen:\n{text}"
+        );
+        assert!(text.contains(addr), "the page names the address tried");
+        assert!(
+            !text.contains("<b>") && !text.contains("%3Cb"),
+            "request data is never echoed"
+        );
+        let (code, text) =
+            http_get(&t.client, sock(addr, TCP_PORT), "/", Some("text/plain")).expect("an answer");
+        assert_eq!(code, 451);
+        assert!(
+            text.contains("text/plain") && body(&text).contains("Case: R-1/2026"),
+            "{text}"
+        );
+        assert_eq!(
+            server.tcp(addr),
+            0,
+            "the real server saw a connection to {addr}"
+        );
+    }
+    assert!(
+        tcp_connects(
+            &t.client,
+            sock("203.0.113.10", TCP_PORT),
+            Duration::from_secs(3)
+        ),
+        "unblocked: reaches the server"
+    );
+    poll::until(
+        "the server to count the connection",
+        Duration::from_secs(2),
+        || (server.tcp("203.0.113.10") == 1, server.tcp("203.0.113.10")),
+    );
+    assert!(
+        !tcp_connects(
+            &t.client,
+            sock("203.0.113.80", TCP_PORT),
+            Duration::from_millis(500)
+        ),
+        "dropped: times out"
+    );
+
+    // Switching the order to drop in the file: requests time out, no restart.
+    t.write_orders(&list("drop"));
+    poll::until(
+        "the order to drop instead of redirect",
+        Duration::from_secs(5),
+        || {
+            let r = http_get(&t.client, sock("198.51.100.10", TCP_PORT), "/", None);
+            (r.is_none(), r.map(|x| x.0))
+        },
+    );
+    // And back to redirect.
+    t.write_orders(&list("redirect"));
+    poll::until(
+        "the order to redirect again",
+        Duration::from_secs(5),
+        || {
+            let r = http_get(&t.client, sock("198.51.100.10", TCP_PORT), "/", None);
+            (r.as_ref().is_some_and(|x| x.0 == 451), r.map(|x| x.0))
+        },
+    );
+    assert_eq!(server.tcp("198.51.100.10"), 0);
+    let stats = d.ok(&["stats"]);
+    assert!(
+        stats
+            .lines()
+            .any(|l| l.starts_with("redirect") && !l.contains(" 0 ")),
+        "redirects are counted:\n{stats}"
+    );
+}
+
+#[test]
+fn redirect_orders_are_refused_without_a_target_and_the_target_must_not_be_filtered() {
+    let t = Topology::with_notice("redirect-config");
+    t.write_orders(&list("redirect"));
+    let d = Daemon::start(&t, &[]);
+    let status = d.status();
+    let problems = status["refusal"]["problems"].to_string();
+    assert!(
+        problems.contains("R-1/2026") && problems.contains("no redirect target"),
+        "{status}"
+    );
+    drop(d);
+    let out = std::process::Command::new(borderfilter_tests::daemon::bin())
+        .args([
+            "run",
+            "--iface",
+            NOTICE_IFACE,
+            "--redirect-iface",
+            NOTICE_IFACE,
+            "--redirect-mac",
+            "02:00:00:00:00:01",
+        ])
+        .args([
+            "--orders",
+            t.orders_path().to_str().unwrap(),
+            "--pin-dir",
+            "/tmp/borderfilter-tests/bpffs/never",
+            "--no-metrics",
+        ])
+        .args(["--socket", t.dir.join("other.sock").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("must not be filtered") || err.contains("no such interface"),
+        "{err}"
+    );
+}
