@@ -18,8 +18,8 @@ use std::{
 const BPF_RUSTC: &str = "/usr/bin/rustc";
 const BPF_CARGO: &str = "/usr/bin/cargo";
 const BPF_TARGET: &str = "bpfel-unknown-none";
-/// The binary target of `filter-ebpf`.
-const OBJECT_NAME: &str = "filter";
+/// The binary targets of `filter-ebpf`: the filter, and the benchmark programs.
+const OBJECTS: [&str; 2] = ["filter", "bench"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -81,13 +81,13 @@ fn main() {
     if !status.success() {
         panic!("building filter-ebpf for {BPF_TARGET} failed ({status}); see the errors above");
     }
-    let object = target_dir
-        .join(BPF_TARGET)
-        .join("release")
-        .join(OBJECT_NAME);
-    let out = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo")).join("filter.o");
-    std::fs::copy(&object, &out)
-        .unwrap_or_else(|e| panic!("copying {} to {}: {e}", object.display(), out.display()));
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
+    for name in OBJECTS {
+        let object = target_dir.join(BPF_TARGET).join("release").join(name);
+        let out = out_dir.join(format!("{name}.o"));
+        std::fs::copy(&object, &out)
+            .unwrap_or_else(|e| panic!("copying {} to {}: {e}", object.display(), out.display()));
+    }
 }
 
 /// `/usr/bin` first, so the nested build finds Debian's toolchain, then cargo's bin

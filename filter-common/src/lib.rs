@@ -7,9 +7,10 @@
 #![no_std]
 
 pub mod action;
+pub mod bench;
 pub mod maps;
 pub mod parse;
 pub mod types;
 pub mod verdict;
 
-pub use types::{Counter, Entry, RedirectTarget, Rule};
+pub use types::{Counter, Entry, LongKey, RedirectTarget, Rule, Slot};

@@ -19,8 +19,20 @@ pub const REDIRECT_PORT: &str = "BF_REDIRECT";
 /// How redirected frames are re-addressed: `ARRAY` with one [`crate::RedirectTarget`].
 pub const REDIRECT_TARGET: &str = "BF_TARGET";
 
+/// The IPv4 fast path (see `docs/design/fast-path.md`), derived from [`V4_PREFIXES`] by
+/// user space. One bit per /24: set when some entry touches that /24. `ARRAY` of `u64`,
+/// memory-mapped by user space.
+pub const V4_HINT: &str = "BF_V4_HINT";
+/// Per touched /24: `HASH` from the /24 number (address >> 8) to [`crate::Slot`].
+pub const V4_SLOTS: &str = "BF_V4_SLOTS";
+/// Entries longer than /24: `HASH` from [`crate::LongKey`] to [`crate::Entry`].
+pub const V4_LONG: &str = "BF_V4_LONG";
+/// The IPv6 fast path: one bit per hashed /32 (see [`v6_hint_index`]); set when some
+/// entry may cover addresses with that /32. `ARRAY` of `u64`, memory-mapped.
+pub const V6_HINT: &str = "BF_V6_HINT";
+
 /// Every map the program owns, in the order user space pins them.
-pub const ALL: [&str; 7] = [
+pub const ALL: [&str; 11] = [
     V4_PREFIXES,
     V6_PREFIXES,
     RULES,
@@ -28,7 +40,28 @@ pub const ALL: [&str; 7] = [
     VERDICT_STATS,
     REDIRECT_PORT,
     REDIRECT_TARGET,
+    V4_HINT,
+    V4_SLOTS,
+    V4_LONG,
+    V6_HINT,
 ];
+
+/// Words (`u64`) in each hint bitmap: 2^24 bits, 2 MiB.
+pub const HINT_WORDS: u32 = 1 << 18;
+/// Bits in the index of a hint bitmap.
+pub const HINT_INDEX_BITS: u32 = 24;
+/// IPv4 entries longer than this go to [`V4_LONG`]; shorter ones shape the slots.
+pub const SLOT_LEN: u32 = 24;
+/// IPv4 entries at least this long get /24 slots (at most 256 each); broader ones only
+/// set hint bits, and lookups in their /24s fall back to the trie.
+pub const MIN_SLOTTED_LEN: u32 = 16;
+
+/// The hint bit of an IPv6 address: a multiplicative hash of its first 32 bits (the
+/// usual allocation to a network), keeping the top [`HINT_INDEX_BITS`] bits.
+#[inline(always)]
+pub const fn v6_hint_index(top32: u32) -> u32 {
+    top32.wrapping_mul(0x9e37_79b1) >> (32 - HINT_INDEX_BITS)
+}
 
 /// Default capacity of each LPM trie (entries). User space may set another at load time.
 pub const DEFAULT_PREFIX_CAPACITY: u32 = 1 << 20;

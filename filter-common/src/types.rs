@@ -59,6 +59,32 @@ pub struct Counter {
 }
 const _: () = assert!(size_of::<Counter>() == 16);
 
+/// What the IPv4 fast path knows about one /24.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Slot {
+    /// The longest-prefix result among entries of length /24 or shorter covering this
+    /// /24 (valid when `has_base` is 1).
+    pub base: Entry,
+    pub has_base: u8,
+    /// Bit `len - 25` is set when entries of length `len` (25..=32) may exist inside
+    /// this /24 in [`crate::maps::V4_LONG`].
+    pub longer: u8,
+    pub _pad: [u8; 6],
+}
+const _: () = assert!(size_of::<Slot>() == 16);
+
+/// Key of an IPv4 entry longer than /24.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LongKey {
+    /// The network, in network byte order.
+    pub addr: [u8; 4],
+    pub len: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(size_of::<LongKey>() == 8);
+
 /// How to re-address a frame redirected to the block-notice host: the Ethernet
 /// destination becomes the notice host's MAC and the source the redirect interface's.
 /// The IP packet is not touched.
@@ -81,4 +107,6 @@ mod pod {
     unsafe impl aya::Pod for super::Rule {}
     unsafe impl aya::Pod for super::Counter {}
     unsafe impl aya::Pod for super::RedirectTarget {}
+    unsafe impl aya::Pod for super::Slot {}
+    unsafe impl aya::Pod for super::LongKey {}
 }

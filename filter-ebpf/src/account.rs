@@ -5,7 +5,10 @@
 use aya_ebpf::{bindings::xdp_action, maps::PerCpuArray, programs::XdpContext};
 use filter_common::{types::NO_RULE, verdict, Counter};
 
-use crate::{classify::Decision, REDIRECT_PORT, REDIRECT_TARGET, RULE_STATS, VERDICT_STATS};
+use crate::{
+    classify::Decision,
+    maps::{REDIRECT_PORT, REDIRECT_TARGET, RULE_STATS, VERDICT_STATS},
+};
 
 #[inline(always)]
 pub fn finish(ctx: &XdpContext, decision: Decision) -> u32 {

@@ -4,16 +4,12 @@
 //! When neither blocks, the packet passes and is counted under the more telling of the
 //! two verdicts (monitor before exempt before pass, destination first on a tie).
 
-use aya_ebpf::maps::lpm_trie::Key;
-use filter_common::{
-    action,
-    maps::{V4_BITS, V6_BITS},
-    parse::Parsed,
-    types::NO_RULE,
-    verdict, Entry,
-};
+use filter_common::{action, parse::Parsed, types::NO_RULE, verdict};
 
-use crate::{RULES, V4_PREFIXES, V6_PREFIXES};
+use crate::{
+    fastpath::{lookup_v4, lookup_v6},
+    maps::RULES,
+};
 
 /// The verdict for a frame and the rule it is counted under ([`NO_RULE`] for none).
 #[derive(Clone, Copy)]
@@ -50,26 +46,29 @@ enum Side {
 #[inline(always)]
 pub fn classify(parsed: &Parsed) -> Decision {
     match parsed {
-        Parsed::V4 { src, dst } => decide(|side| {
-            let (addr, pick) = pick(side, src, dst);
-            V4_PREFIXES.get(Key::new(V4_BITS, *addr)).map(pick)
-        }),
-        Parsed::V6 { src, dst } => decide(|side| {
-            let (addr, pick) = pick(side, src, dst);
-            V6_PREFIXES.get(Key::new(V6_BITS, *addr)).map(pick)
-        }),
+        Parsed::V4 { src, dst } => decide_v4(src, dst),
+        Parsed::V6 { src, dst } => decide_v6(src, dst),
         Parsed::NotIp => Decision::new(verdict::NOT_IP, NO_RULE),
         Parsed::Malformed => Decision::new(verdict::MALFORMED, NO_RULE),
     }
 }
 
-/// The address to look up for `side`, and the entry field that applies to it.
+/// The decision for an IPv4 packet from `src` to `dst`.
 #[inline(always)]
-fn pick<'a, A>(side: Side, src: &'a A, dst: &'a A) -> (&'a A, fn(&Entry) -> u32) {
-    match side {
-        Side::Dst => (dst, |e| e.dst_rule),
-        Side::Src => (src, |e| e.src_rule),
-    }
+pub fn decide_v4(src: &[u8; 4], dst: &[u8; 4]) -> Decision {
+    decide(|side| match side {
+        Side::Dst => lookup_v4(dst).map(|e| e.dst_rule),
+        Side::Src => lookup_v4(src).map(|e| e.src_rule),
+    })
+}
+
+/// The decision for an IPv6 packet from `src` to `dst`.
+#[inline(always)]
+pub fn decide_v6(src: &[u8; 16], dst: &[u8; 16]) -> Decision {
+    decide(|side| match side {
+        Side::Dst => lookup_v6(dst).map(|e| e.dst_rule),
+        Side::Src => lookup_v6(src).map(|e| e.src_rule),
+    })
 }
 
 /// Combines the per-side lookups into one decision. `lookup(side)` returns the rule

@@ -6,6 +6,7 @@ pub mod compile;
 pub mod control;
 pub mod daemon;
 pub mod dataplane;
+pub mod fastpath;
 pub mod frame;
 pub mod http;
 pub mod notice;

@@ -20,14 +20,17 @@ use filter_common::{action, Entry, Rule};
 use crate::{
     compile::Compiled,
     dataplane::{DataplaneError, Maps},
+    fastpath::{FastPlan, FastState},
     prefix::{Family, Prefix},
 };
 
-/// What the data plane holds: every entry and every rule slot in use.
+/// What the data plane holds: every entry, every rule slot in use, and the fast path
+/// derived from the entries.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
     pub entries: BTreeMap<Prefix, Entry>,
     pub rules: BTreeMap<u32, Rule>,
+    pub fast: FastState,
 }
 
 impl Snapshot {
@@ -40,7 +43,11 @@ impl Snapshot {
             }
         }
         let rules = maps.rules()?.into_iter().collect();
-        Ok(Self { entries, rules })
+        Ok(Self {
+            entries,
+            rules,
+            fast: FastState::read(maps)?,
+        })
     }
 
     /// Prefixes whose entry blocks (drop or redirect) in some direction: what the
@@ -68,11 +75,13 @@ impl Snapshot {
             .collect()
     }
 
-    /// What the data plane will hold once `compiled` is applied.
+    /// The entries and rules the data plane must hold for `compiled` (the fast path is
+    /// filled in by the plan that gets there).
     pub fn of(compiled: &Compiled) -> Self {
         Self {
             entries: compiled.entries.clone(),
             rules: compiled.rules.clone(),
+            fast: FastState::default(),
         }
     }
 }
@@ -92,6 +101,8 @@ pub struct Plan {
     pub rules_freed: Vec<u32>,
     /// Of `upserts`, how many add a prefix (the rest change one).
     pub added: usize,
+    /// The fast path's part, interleaved with the trie's.
+    pub fast: FastPlan,
 }
 
 /// Counts of what a sync changed.
@@ -105,6 +116,12 @@ pub struct Changes {
 
 impl Plan {
     pub fn between(current: &Snapshot, target: &Snapshot) -> Self {
+        Self::between_checked(current, target, false)
+    }
+
+    /// Like [`Plan::between`]; with `rebuild`, the fast path in `current` is compared
+    /// with a fresh derivation instead of being trusted (after an interrupted sync).
+    pub fn between_checked(current: &Snapshot, target: &Snapshot, rebuild: bool) -> Self {
         let mut plan = Plan::default();
         for (&number, rule) in &target.rules {
             match current.rules.get(&number) {
@@ -143,11 +160,29 @@ impl Plan {
             .filter(|p| !target.entries.contains_key(p))
             .copied()
             .collect();
+        plan.fast = FastPlan::between(
+            &current.fast,
+            &current.entries,
+            &target.entries,
+            &plan.upserts,
+            &plan.removals,
+            rebuild,
+        );
         plan
     }
 
+    /// What the data plane holds once the plan is applied.
+    pub fn result(&self, target: &Snapshot) -> Snapshot {
+        Snapshot {
+            entries: target.entries.clone(),
+            rules: target.rules.clone(),
+            fast: self.fast.result.clone(),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.rules_first.is_empty()
+        self.fast.is_empty()
+            && self.rules_first.is_empty()
             && self.upserts.is_empty()
             && self.removals.is_empty()
             && self.rules_weakened.is_empty()
@@ -176,7 +211,9 @@ impl Plan {
             maps.set_rule(*number, *rule)?;
         }
         maps.insert_many(&self.upserts)?;
+        self.fast.apply_before_removals(maps)?;
         maps.remove_many(&self.removals)?;
+        self.fast.apply_after_removals(maps)?;
         for (number, rule) in &self.rules_weakened {
             maps.set_rule(*number, *rule)?;
         }

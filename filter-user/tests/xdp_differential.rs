@@ -14,6 +14,7 @@ use filter_user::{
     dataplane::{model, xdp_action, Dataplane, PrefixEntry},
     frame::{Frame, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6},
     prefix::Prefix,
+    sync::{Plan, Snapshot},
 };
 use rand::{rngs::SmallRng, Rng};
 
@@ -90,30 +91,32 @@ fn random_entries(rng: &mut SmallRng, count: usize) -> Vec<PrefixEntry> {
 /// Rule 1 is the exception rule; the others get random actions, some slots left unused.
 fn random_actions(rng: &mut SmallRng) -> HashMap<u32, u8> {
     let mut actions = HashMap::from([(EXCEPTION_RULE, action::EXEMPT)]);
+    // Every action at least once (no redirect target is configured here: redirect must
+    // act as drop), the other rules at random.
+    let all = [
+        action::DROP,
+        action::REDIRECT,
+        action::MONITOR,
+        action::EXEMPT,
+        action::NONE,
+    ];
     for rule in 2..RULES {
-        // No redirect target is configured here: redirect must act as drop.
-        let a = [
-            action::DROP,
-            action::DROP,
-            action::REDIRECT,
-            action::MONITOR,
-            action::EXEMPT,
-            action::NONE,
-        ][rng.random_range(0..6)];
+        let a = all
+            .get(rule as usize - 2)
+            .copied()
+            .unwrap_or_else(|| all[rng.random_range(0..all.len())]);
         actions.insert(rule, a);
     }
     actions
 }
 
-fn install(dp: &mut Dataplane, entries: &[PrefixEntry], actions: &HashMap<u32, u8>) {
+fn install_scenario(dp: &mut Dataplane, entries: &[PrefixEntry], actions: &HashMap<u32, u8>) {
     for (&rule, &a) in actions {
         set_rule(dp, rule, a);
     }
-    for e in entries {
-        dp.maps_mut()
-            .insert(&e.prefix, e.entry)
-            .expect("inserting an entry");
-    }
+    let all: Vec<_> = entries.iter().map(|e| (e.prefix, e.entry)).collect();
+    install(dp, &all);
+    assert_fast_path_consistent(dp);
 }
 
 /// The verdict and rule the program gave to `frame`, read from the counters it moved.
@@ -154,7 +157,7 @@ fn program_agrees_with_the_model_on_random_nested_prefixes() {
     let mut dp = load();
     let entries = random_entries(&mut rng, 3_000);
     let actions = random_actions(&mut rng);
-    install(&mut dp, &entries, &actions);
+    install_scenario(&mut dp, &entries, &actions);
 
     let mut mismatches = Vec::new();
     let mut seen_verdicts = HashMap::new();
@@ -273,7 +276,7 @@ fn random_frames_never_abort_and_agree_with_the_model() {
     let mut dp = load();
     let entries = random_entries(&mut rng, 500);
     let actions = random_actions(&mut rng);
-    install(&mut dp, &entries, &actions);
+    install_scenario(&mut dp, &entries, &actions);
 
     let mut refused = 0;
     let mut by_verdict = HashMap::new();
@@ -332,5 +335,65 @@ fn random_frames_never_abort_and_agree_with_the_model() {
             by_verdict.get(v).copied().unwrap_or(0) > 100,
             "too few {v} frames: {by_verdict:?}"
         );
+    }
+}
+
+/// The fast path after many small syncs (added, changed and removed entries, taking the
+/// block-by-block path) must equal a fresh derivation, and the program must still agree
+/// with the model.
+#[test]
+fn the_fast_path_stays_exact_through_small_changes() {
+    let mut rng = rng("incremental");
+    let mut dp = load();
+    let actions = random_actions(&mut rng);
+    let mut entries = random_entries(&mut rng, 400);
+    install_scenario(&mut dp, &entries, &actions);
+    for round in 0..60 {
+        let current = Snapshot::read(dp.maps()).expect("reading the maps");
+        let mut target = current.clone();
+        for _ in 0..rng.random_range(1..6) {
+            match rng.random_range(0..3) {
+                0 if !entries.is_empty() => {
+                    let gone = entries.swap_remove(rng.random_range(0..entries.len()));
+                    target.entries.remove(&gone.prefix);
+                }
+                1 if !entries.is_empty() => {
+                    let i = rng.random_range(0..entries.len());
+                    entries[i].entry.dst_rule = rng.random_range(0..RULES);
+                    target.entries.insert(entries[i].prefix, entries[i].entry);
+                }
+                _ => {
+                    let new = random_entries(&mut rng, 1)[0];
+                    entries.retain(|e| e.prefix != new.prefix);
+                    entries.push(new);
+                    target.entries.insert(new.prefix, new.entry);
+                }
+            }
+        }
+        let plan = Plan::between(&current, &target);
+        plan.apply(dp.maps_mut()).expect("applying a small change");
+        let held = Snapshot::read(dp.maps()).unwrap();
+        assert!(
+            held.fast == plan.result(&target).fast,
+            "round {round}: the maps hold what the plan says"
+        );
+        assert_fast_path_consistent(&dp);
+    }
+    for _ in 0..2000 {
+        let v6 = rng.random_bool(0.3);
+        let pick = |rng: &mut SmallRng| -> IpAddr {
+            let prefix = entries[rng.random_range(0..entries.len())].prefix;
+            if prefix.addr().is_ipv6() == v6 && rng.random_bool(0.7) {
+                inside(rng, &prefix)
+            } else if v6 {
+                IpAddr::V6(random_v6(rng))
+            } else {
+                IpAddr::V4(random_v4(rng))
+            }
+        };
+        let (src, dst) = (pick(&mut rng), pick(&mut rng));
+        let want = model::decide(&entries, &actions, false, src, dst);
+        let (_, got_verdict, got_rule) = observe(&dp, &Frame::ip(src, dst).bytes());
+        assert_eq!((got_verdict, got_rule.unwrap_or(0)), want, "{src} -> {dst}");
     }
 }

@@ -87,6 +87,9 @@ pub struct Engine {
     held: Option<Snapshot>,
     applied: Option<Applied>,
     refusal: Option<report::Refusal>,
+    /// True when the fast-path maps may not match the entries (read after a restart, or
+    /// after a failed sync): the next sync compares them with a fresh derivation.
+    rebuild_fast: bool,
     redirect: super::redirect::RedirectState,
     pub history: SyncHistory,
 }
@@ -134,6 +137,7 @@ impl Engine {
             held: None,
             applied: None,
             refusal: None,
+            rebuild_fast: true,
             redirect: Default::default(),
             history: SyncHistory::default(),
         };
@@ -437,7 +441,7 @@ impl Engine {
         let started = Clock::now();
         let target = Snapshot::of(&compiled);
         let held = self.held.as_ref().expect("read by precheck");
-        let plan = Plan::between(held, &target);
+        let plan = Plan::between_checked(held, &target, self.rebuild_fast);
         let enforced_before = held.enforced_owners();
         let changes = match plan.apply(self.dataplane.maps_mut()) {
             Ok(c) => c,
@@ -445,6 +449,7 @@ impl Engine {
                 // The maps hold a mix that still blocks all both lists block; read them
                 // again before the next sync.
                 self.held = None;
+                self.rebuild_fast = true;
                 return self.refuse(refusal(
                     &origin,
                     Some(sha256),
@@ -456,7 +461,8 @@ impl Engine {
                 ));
             }
         };
-        self.held = Some(target);
+        self.held = Some(plan.result(&target));
+        self.rebuild_fast = false;
 
         let old = self.applied.as_ref();
         // After a restart the previous list is unknown (the maps are what remains of it):

@@ -27,6 +27,7 @@ pub struct Maps {
     verdicts: Map,
     redirect_port: Map,
     redirect_target: Map,
+    pub(super) fast: super::fastmaps::FastMaps,
 }
 
 fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, DataplaneError> {
@@ -65,6 +66,12 @@ impl Maps {
             verdicts: take(ebpf, names::VERDICT_STATS)?,
             redirect_port: take(ebpf, names::REDIRECT_PORT)?,
             redirect_target: take(ebpf, names::REDIRECT_TARGET)?,
+            fast: super::fastmaps::FastMaps::new(
+                take(ebpf, names::V4_HINT)?,
+                take(ebpf, names::V6_HINT)?,
+                take(ebpf, names::V4_SLOTS)?,
+                take(ebpf, names::V4_LONG)?,
+            )?,
         })
     }
 
@@ -75,9 +82,13 @@ impl Maps {
         }
     }
 
-    fn map_data(map: &Map) -> &MapData {
+    pub(super) fn map_data(map: &Map) -> &MapData {
         match map {
-            Map::LpmTrie(m) | Map::Array(m) | Map::PerCpuArray(m) | Map::DevMap(m) => m,
+            Map::LpmTrie(m)
+            | Map::Array(m)
+            | Map::PerCpuArray(m)
+            | Map::DevMap(m)
+            | Map::HashMap(m) => m,
             // `take` only ever stores the three kinds above.
             other => unreachable!("unexpected map kind {other:?}"),
         }

@@ -9,6 +9,7 @@
 mod attach;
 mod batch;
 mod error;
+mod fastmaps;
 mod maps;
 pub mod model;
 pub mod netlink;
@@ -24,6 +25,7 @@ use filter_common::maps as names;
 
 pub use attach::{detach_pinned, ifindex, pinned_attachments, AttachMode, Attachment};
 pub use error::DataplaneError;
+pub use fastmaps::Hint;
 pub use maps::{Maps, PrefixEntry};
 pub use object::{MapShape, OBJECT, PROGRAM_NAME};
 
@@ -85,7 +87,10 @@ impl Dataplane {
         let mut loader = EbpfLoader::new();
         loader
             .map_max_entries(names::V4_PREFIXES, options.v4_capacity)
-            .map_max_entries(names::V6_PREFIXES, options.v6_capacity);
+            .map_max_entries(names::V6_PREFIXES, options.v6_capacity)
+            // The IPv4 index holds at most one slot and one long entry per IPv4 entry.
+            .map_max_entries(names::V4_SLOTS, options.v4_capacity)
+            .map_max_entries(names::V4_LONG, options.v4_capacity);
         let mut reused = false;
         if let Some(dir) = &options.pin_dir {
             std::fs::create_dir_all(dir).map_err(|source| DataplaneError::PinDir {

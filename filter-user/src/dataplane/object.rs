@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use aya::maps::{lpm_trie::Key, MapInfo, MapType};
-use filter_common::{maps as names, verdict, Counter, Entry, RedirectTarget, Rule};
+use filter_common::{maps as names, verdict, Counter, Entry, LongKey, RedirectTarget, Rule, Slot};
 
 use super::DataplaneError;
 
@@ -29,7 +29,7 @@ const fn size<T>() -> u32 {
 }
 
 /// Every map of the program.
-pub const SHAPES: [MapShape; 7] = [
+pub const SHAPES: [MapShape; 11] = [
     MapShape {
         name: names::V4_PREFIXES,
         map_type: MapType::LpmTrie,
@@ -79,6 +79,34 @@ pub const SHAPES: [MapShape; 7] = [
         key_size: size::<u32>(),
         value_size: size::<RedirectTarget>(),
         max_entries: Some(1),
+    },
+    MapShape {
+        name: names::V4_HINT,
+        map_type: MapType::Array,
+        key_size: size::<u32>(),
+        value_size: size::<u64>(),
+        max_entries: Some(names::HINT_WORDS),
+    },
+    MapShape {
+        name: names::V4_SLOTS,
+        map_type: MapType::Hash,
+        key_size: size::<u32>(),
+        value_size: size::<Slot>(),
+        max_entries: None,
+    },
+    MapShape {
+        name: names::V4_LONG,
+        map_type: MapType::Hash,
+        key_size: size::<LongKey>(),
+        value_size: size::<Entry>(),
+        max_entries: None,
+    },
+    MapShape {
+        name: names::V6_HINT,
+        map_type: MapType::Array,
+        key_size: size::<u32>(),
+        value_size: size::<u64>(),
+        max_entries: Some(names::HINT_WORDS),
     },
 ];
 

@@ -10,6 +10,7 @@ use filter_common::{verdict, Counter, Entry, Rule};
 use filter_user::{
     dataplane::{Dataplane, LoadOptions},
     prefix::Prefix,
+    sync::{Plan, Snapshot},
 };
 
 /// Loading a BPF program needs root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON).
@@ -45,11 +46,39 @@ pub fn addr(text: &str) -> IpAddr {
         .unwrap_or_else(|e| panic!("bad address in test {text:?}: {e}"))
 }
 
+/// Adds one entry the way the daemon does: a sync that updates the trie and the fast
+/// path together.
 #[track_caller]
 pub fn insert(dp: &mut Dataplane, text: &str, dst_rule: u32, src_rule: u32) {
-    dp.maps_mut()
-        .insert(&prefix(text), Entry { dst_rule, src_rule })
-        .unwrap_or_else(|e| panic!("inserting {text}: {}", filter_user::error_chain(&e)));
+    install(dp, &[(prefix(text), Entry { dst_rule, src_rule })]);
+}
+
+/// Adds (or changes) entries through a sync, keeping the rules the maps hold.
+#[track_caller]
+pub fn install(dp: &mut Dataplane, entries: &[(Prefix, Entry)]) {
+    let current = Snapshot::read(dp.maps()).expect("reading the maps");
+    let mut target = current.clone();
+    target.entries.extend(entries.iter().copied());
+    Plan::between(&current, &target)
+        .apply(dp.maps_mut())
+        .unwrap_or_else(|e| {
+            panic!(
+                "applying {} entries: {}",
+                entries.len(),
+                filter_user::error_chain(&e)
+            )
+        });
+}
+
+/// Asserts that the fast path holds exactly what the entries derive.
+#[track_caller]
+pub fn assert_fast_path_consistent(dp: &Dataplane) {
+    let held = Snapshot::read(dp.maps()).expect("reading the maps");
+    let derived = filter_user::fastpath::FastState::derive(&held.entries);
+    assert!(
+        held.fast == derived,
+        "the fast path differs from what the entries derive"
+    );
 }
 
 #[track_caller]

@@ -1,0 +1,47 @@
+//! The benchmark program's settings, shared by `filter-ebpf`'s `bench` binary and the
+//! benchmark harness. Not used by the filter.
+
+/// `BENCH_CONFIG` map name: `ARRAY` with one [`BenchConfig`].
+pub const CONFIG: &str = "BENCH_CONFIG";
+/// Sampled addresses inside the blocked prefixes: `ARRAY` of `[u8; 4]` / `[u8; 16]`.
+pub const SAMPLES_V4: &str = "BENCH_V4";
+pub const SAMPLES_V6: &str = "BENCH_V6";
+/// The generator's output port: `DEVMAP`, index 0.
+pub const PORT: &str = "BENCH_PORT";
+/// Number of samples (a power of two).
+pub const SAMPLES: u32 = 1 << 16;
+
+/// What `bench_classify` does per run.
+pub mod mode {
+    /// Draws the addresses and nothing else: the cost to subtract.
+    pub const OFF: u32 = 0;
+    /// borderfilter's classification of a packet (destination, then source).
+    pub const FILTER: u32 = 1;
+    /// One plain LPM-trie lookup of the destination.
+    pub const BASELINE: u32 = 2;
+}
+
+/// Where destination addresses come from.
+pub mod stream {
+    /// Uniform over the whole address space.
+    pub const UNIFORM: u32 = 0;
+    /// Drawn from the samples: addresses inside the blocked prefixes.
+    pub const BLOCKED: u32 = 1;
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BenchConfig {
+    pub mode: u32,
+    pub stream: u32,
+    /// 4 or 6.
+    pub family: u32,
+    /// Generator: out of 1000 frames, how many go to a blocked address (the rest go to
+    /// 198.18.0.0/15, which nothing blocks).
+    pub blocked_per_mille: u32,
+}
+const _: () = assert!(core::mem::size_of::<BenchConfig>() == 16);
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), integers only, no padding.
+unsafe impl aya::Pod for BenchConfig {}

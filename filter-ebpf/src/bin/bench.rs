@@ -1,0 +1,148 @@
+//! Benchmark programs built on the filter's own code (never attached by the filter):
+//! - `bench_classify`: one classification per run on random addresses, for
+//!   BPF_PROG_TEST_RUN with a repeat count (a repeated packet would stay in cache);
+//! - `bench_generate`: a live-frames generator (BPF_F_TEST_XDP_LIVE_FRAMES) that gives
+//!   each frame a new destination and redirects it into a veth;
+//! - `bench_drop`: drops everything, the ceiling the throughput bench compares against.
+#![cfg_attr(target_arch = "bpf", no_std, no_main)]
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::bpf_get_prandom_u32,
+    macros::{map, xdp},
+    maps::{Array, DevMap},
+    programs::XdpContext,
+};
+use filter_common::bench::{mode, stream, BenchConfig, SAMPLES};
+use filter_ebpf::{classify, fastpath};
+
+/// What to run (index 0).
+#[map(name = "BENCH_CONFIG")]
+static CONFIG: Array<BenchConfig> = Array::with_max_entries(1, 0);
+
+/// Addresses inside the blocked prefixes, for the blocked stream.
+#[map(name = "BENCH_V4")]
+static SAMPLES_V4: Array<[u8; 4]> = Array::with_max_entries(SAMPLES, 0);
+
+#[map(name = "BENCH_V6")]
+static SAMPLES_V6: Array<[u8; 16]> = Array::with_max_entries(SAMPLES, 0);
+
+/// The generator's output (index 0).
+#[map(name = "BENCH_PORT")]
+static PORT: DevMap = DevMap::with_max_entries(1, 0);
+
+#[inline(always)]
+fn random() -> u32 {
+    // SAFETY: a helper without arguments.
+    unsafe { bpf_get_prandom_u32() }
+}
+
+#[inline(always)]
+fn v4(config: &BenchConfig) -> [u8; 4] {
+    let r = random();
+    if config.stream == stream::BLOCKED {
+        SAMPLES_V4.get(r & (SAMPLES - 1)).copied().unwrap_or([0; 4])
+    } else {
+        r.to_be_bytes()
+    }
+}
+
+#[inline(always)]
+fn v6(config: &BenchConfig) -> [u8; 16] {
+    if config.stream == stream::BLOCKED {
+        return SAMPLES_V6
+            .get(random() & (SAMPLES - 1))
+            .copied()
+            .unwrap_or([0; 16]);
+    }
+    let mut a = [0u8; 16];
+    let words = [random(), random(), random(), random()];
+    let mut i = 0;
+    while i < 4 {
+        let b = words[i].to_be_bytes();
+        a[i * 4] = b[0];
+        a[i * 4 + 1] = b[1];
+        a[i * 4 + 2] = b[2];
+        a[i * 4 + 3] = b[3];
+        i += 1;
+    }
+    a
+}
+
+/// The result folded into an XDP action, so that nothing is optimised away.
+#[inline(always)]
+const fn fold(x: u32) -> u32 {
+    if x == 0x5a5a_5a5a {
+        xdp_action::XDP_DROP
+    } else {
+        xdp_action::XDP_PASS
+    }
+}
+
+#[xdp]
+pub fn bench_classify(_ctx: XdpContext) -> u32 {
+    let Some(config) = CONFIG.get(0).copied() else {
+        return xdp_action::XDP_ABORTED;
+    };
+    if config.family == 6 {
+        let (dst, src) = (
+            v6(&config),
+            v6(&BenchConfig {
+                stream: stream::UNIFORM,
+                ..config
+            }),
+        );
+        match config.mode {
+            mode::FILTER => fold(classify::decide_v6(&src, &dst).verdict),
+            mode::BASELINE => fold(fastpath::trie_v6(&dst).map_or(0, |e| e.dst_rule)),
+            _ => fold(u32::from(dst[5] ^ src[7])),
+        }
+    } else {
+        let (dst, src) = (v4(&config), random().to_be_bytes());
+        match config.mode {
+            mode::FILTER => fold(classify::decide_v4(&src, &dst).verdict),
+            mode::BASELINE => fold(fastpath::trie_v4(&dst).map_or(0, |e| e.dst_rule)),
+            _ => fold(u32::from(dst[3] ^ src[2])),
+        }
+    }
+}
+
+/// Benchmark address space (RFC 2544), which no benchmark blocks: the destinations of
+/// the frames that should pass.
+const UNBLOCKED_NET: u32 = 0xc612_0000; // 198.18.0.0/15
+
+#[xdp]
+pub fn bench_generate(ctx: XdpContext) -> u32 {
+    let Some(config) = CONFIG.get(0).copied() else {
+        return xdp_action::XDP_ABORTED;
+    };
+    let r = random();
+    let dst = if r % 1000 < config.blocked_per_mille {
+        SAMPLES_V4
+            .get(random() & (SAMPLES - 1))
+            .copied()
+            .unwrap_or([0; 4])
+    } else {
+        (UNBLOCKED_NET | (random() & 0x1_ffff)).to_be_bytes()
+    };
+    // Ethernet (14) + the IPv4 destination at offset 16 of the header.
+    let at = ctx.data() + 14 + 16;
+    if at + 4 > ctx.data_end() {
+        return xdp_action::XDP_ABORTED;
+    }
+    // SAFETY: bounds checked just above; the frame is writable.
+    unsafe { (at as *mut [u8; 4]).write_unaligned(dst) };
+    PORT.redirect(0, 0).unwrap_or(xdp_action::XDP_ABORTED)
+}
+
+#[xdp]
+pub fn bench_drop(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_DROP
+}
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

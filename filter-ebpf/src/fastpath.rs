@@ -1,0 +1,74 @@
+//! Looking an address up: the longest-prefix match over the entries, answered from
+//! structures that cost one or two memory accesses for most addresses.
+//!
+//! IPv4: a bitmap with one bit per /24 says whether any entry touches it (for nearly all
+//! traffic the answer is no, after one read of a 2 MiB array). For a touched /24 its slot
+//! gives the result of the entries up to /24 and which longer lengths exist inside; those
+//! are probed longest first in a hash map. A /24 with its bit set but no slot (only
+//! entries broader than /16 touch it) is answered by the LPM trie. IPv6: a bitmap of
+//! hashed /32s, then the LPM trie. User space derives all of this from the tries, in an
+//! order that keeps every intermediate state safe (`docs/design/fast-path.md`).
+
+use aya_ebpf::maps::lpm_trie::Key;
+use filter_common::{
+    maps::{v6_hint_index, SLOT_LEN, V4_BITS, V6_BITS},
+    Entry, LongKey,
+};
+
+use crate::maps::{V4_HINT, V4_LONG, V4_PREFIXES, V4_SLOTS, V6_HINT, V6_PREFIXES};
+
+#[inline(always)]
+fn hint(map: &aya_ebpf::maps::Array<u64>, index: u32) -> bool {
+    map.get(index >> 6)
+        .is_some_and(|word| *word & (1u64 << (index & 63)) != 0)
+}
+
+/// The entry the longest matching prefix gives `addr`, if any.
+#[inline(always)]
+pub fn lookup_v4(addr: &[u8; 4]) -> Option<Entry> {
+    let a = u32::from_be_bytes(*addr);
+    let block = a >> (V4_BITS - SLOT_LEN);
+    if !hint(&V4_HINT, block) {
+        return None;
+    }
+    // SAFETY: the value is copied out at once; updates replace elements whole (RCU).
+    let Some(slot) = (unsafe { V4_SLOTS.get(block) }).copied() else {
+        return trie_v4(addr);
+    };
+    let mut len = V4_BITS;
+    while len > SLOT_LEN {
+        if slot.longer & (1u8 << (len - SLOT_LEN - 1)) != 0 {
+            let key = LongKey {
+                addr: (a & (u32::MAX << (V4_BITS - len))).to_be_bytes(),
+                len: len as u8,
+                _pad: [0; 3],
+            };
+            // SAFETY: as above.
+            if let Some(entry) = unsafe { V4_LONG.get(key) } {
+                return Some(*entry);
+            }
+        }
+        len -= 1;
+    }
+    (slot.has_base != 0).then_some(slot.base)
+}
+
+/// The LPM trie alone: the authority, and the baseline the benchmarks compare with.
+#[inline(always)]
+pub fn trie_v4(addr: &[u8; 4]) -> Option<Entry> {
+    V4_PREFIXES.get(Key::new(V4_BITS, *addr)).copied()
+}
+
+#[inline(always)]
+pub fn lookup_v6(addr: &[u8; 16]) -> Option<Entry> {
+    let top = u32::from_be_bytes([addr[0], addr[1], addr[2], addr[3]]);
+    if !hint(&V6_HINT, v6_hint_index(top)) {
+        return None;
+    }
+    trie_v6(addr)
+}
+
+#[inline(always)]
+pub fn trie_v6(addr: &[u8; 16]) -> Option<Entry> {
+    V6_PREFIXES.get(Key::new(V6_BITS, *addr)).copied()
+}

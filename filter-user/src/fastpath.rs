@@ -1,0 +1,610 @@
+//! The fast path the XDP program reads (see `filter-ebpf/src/fastpath.rs`), derived from
+//! the entries, and the order in which a change to the entries reaches it.
+//!
+//! IPv4: one hint bit per /24 touched by any entry; a slot per /24 touched by an entry of
+//! /16 or longer (the result of the entries up to /24 covering it, and which longer
+//! lengths exist inside); the entries longer than /24 in a hash map. IPv6: one hint bit
+//! per hashed /32 that an entry may cover.
+//!
+//! Updates follow the steps of `docs/design/fast-path.md`, each keeping every address's
+//! answer equal to the LPM trie's over an entry set the sync's safety argument covers:
+//! 0. widen slot masks, create slots (with the old base), set hint bits;
+//! 1. write long entries added or changed, longest first;
+//! 2. move slot bases to the old-and-new entry set;
+//! 3. (after the trie's removals) delete long entries;
+//! 4. move slot bases and masks to the new entry set;
+//! 5. clear hint bits, then delete slots no longer needed.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+
+use filter_common::{
+    maps::{v6_hint_index, HINT_WORDS, MIN_SLOTTED_LEN, SLOT_LEN},
+    Entry, LongKey, Slot,
+};
+
+use crate::{
+    dataplane::{DataplaneError, Maps},
+    prefix::Prefix,
+};
+
+/// IPv6 prefixes broader than this set every hint bit (the trie answers all IPv6).
+const V6_HINT_MIN_LEN: u8 = 16;
+
+/// What the fast-path maps hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FastState {
+    pub slots: HashMap<u32, Slot>,
+    pub long: HashMap<LongKey, Entry>,
+    pub v4_hint: Vec<u64>,
+    pub v6_hint: Vec<u64>,
+}
+
+impl Default for FastState {
+    fn default() -> Self {
+        Self {
+            slots: HashMap::new(),
+            long: HashMap::new(),
+            v4_hint: vec![0; HINT_WORDS as usize],
+            v6_hint: vec![0; HINT_WORDS as usize],
+        }
+    }
+}
+
+fn bit(words: &[u64], index: u32) -> bool {
+    words[(index >> 6) as usize] & (1 << (index & 63)) != 0
+}
+
+fn set_bit(words: &mut [u64], index: u32) {
+    words[(index >> 6) as usize] |= 1 << (index & 63);
+}
+
+fn v4(p: &Prefix) -> Option<(u32, u32)> {
+    match p.addr() {
+        IpAddr::V4(a) => Some((u32::from(a), u32::from(p.length()))),
+        IpAddr::V6(_) => None,
+    }
+}
+
+/// The /24 blocks a v4 prefix touches.
+fn blocks(addr: u32, len: u32) -> std::ops::Range<u32> {
+    let first = addr >> (32 - SLOT_LEN);
+    if len >= SLOT_LEN {
+        first..first + 1
+    } else {
+        first..first + (1 << (SLOT_LEN - len))
+    }
+}
+
+fn long_key(addr: u32, len: u32) -> LongKey {
+    LongKey {
+        addr: addr.to_be_bytes(),
+        len: len as u8,
+        _pad: [0; 3],
+    }
+}
+
+/// The IPv6 hint bits an entry needs; `None`: all of them.
+fn v6_bits(p: &Prefix) -> Option<Vec<u32>> {
+    let IpAddr::V6(a) = p.addr() else {
+        return Some(Vec::new());
+    };
+    let top = u32::from_be_bytes(a.octets()[..4].try_into().expect("4 bytes"));
+    let len = p.length();
+    if len >= 32 {
+        Some(vec![v6_hint_index(top)])
+    } else if len >= V6_HINT_MIN_LEN {
+        let count = 1u32 << (32 - u32::from(len));
+        Some((0..count).map(|i| v6_hint_index(top | i)).collect())
+    } else {
+        None
+    }
+}
+
+/// Entries as the derivation reads them: one map, or the old and new maps overlaid (new
+/// values win), which is the set the data plane holds between upserts and removals.
+pub trait Entries {
+    fn get(&self, p: &Prefix) -> Option<Entry>;
+    /// Every v4 entry whose network lies in /24 block `block` (the /24 and longer).
+    fn inside(&self, block: u32) -> Vec<(Prefix, Entry)>;
+}
+
+/// The prefixes of /24 block `block` and longer ones inside it: in prefix order they
+/// run from the /24 itself to the last /32 of the block.
+fn range(block: u32) -> std::ops::RangeInclusive<Prefix> {
+    let lo = Prefix::new_truncating(IpAddr::V4((block << 8).into()), SLOT_LEN as u8);
+    let hi = Prefix::new_truncating(IpAddr::V4(((block << 8) | 0xff).into()), 32);
+    lo..=hi
+}
+
+impl Entries for BTreeMap<Prefix, Entry> {
+    fn get(&self, p: &Prefix) -> Option<Entry> {
+        BTreeMap::get(self, p).copied()
+    }
+
+    fn inside(&self, block: u32) -> Vec<(Prefix, Entry)> {
+        self.range(range(block))
+            .filter(|(p, _)| u32::from(p.length()) >= SLOT_LEN)
+            .map(|(p, e)| (*p, *e))
+            .collect()
+    }
+}
+
+/// The entries between the upserts and the removals of a sync.
+pub struct Overlay<'a> {
+    pub old: &'a BTreeMap<Prefix, Entry>,
+    pub new: &'a BTreeMap<Prefix, Entry>,
+}
+
+impl Entries for Overlay<'_> {
+    fn get(&self, p: &Prefix) -> Option<Entry> {
+        self.new.get(p).or_else(|| self.old.get(p)).copied()
+    }
+
+    fn inside(&self, block: u32) -> Vec<(Prefix, Entry)> {
+        let mut all: BTreeMap<Prefix, Entry> = self.old.inside(block).into_iter().collect();
+        all.extend(self.new.inside(block));
+        all.into_iter().collect()
+    }
+}
+
+/// The slot of /24 `block`, and whether its hint bit is set, for `entries`.
+fn slot_of(entries: &impl Entries, block: u32) -> (Option<Slot>, bool) {
+    let addr = IpAddr::V4((block << 8).into());
+    let mut slot = Slot::default();
+    let mut slotted = false;
+    for (p, e) in entries.inside(block) {
+        let len = u32::from(p.length());
+        if len > SLOT_LEN {
+            slot.longer |= 1 << (len - SLOT_LEN - 1);
+        } else {
+            slot.base = e;
+            slot.has_base = 1;
+        }
+        slotted = true;
+    }
+    let mut broad = false;
+    for len in (1..SLOT_LEN).rev() {
+        if let Some(e) = entries.get(&Prefix::new_truncating(addr, len as u8)) {
+            if slot.has_base == 0 {
+                slot.base = e;
+                slot.has_base = 1;
+            }
+            if len >= MIN_SLOTTED_LEN {
+                slotted = true;
+            } else {
+                broad = true;
+            }
+        }
+    }
+    (slotted.then_some(slot), slotted || broad)
+}
+
+impl FastState {
+    /// Reads the fast-path maps.
+    pub fn read(maps: &Maps) -> Result<Self, DataplaneError> {
+        Ok(Self {
+            slots: maps.slots()?,
+            long: maps.long_entries()?,
+            v4_hint: maps.v4_hint().snapshot(),
+            v6_hint: maps.v6_hint().snapshot(),
+        })
+    }
+
+    /// The fast path for `entries`, computed in one pass over them.
+    pub fn derive(entries: &BTreeMap<Prefix, Entry>) -> Self {
+        let mut s = Self::default();
+        let mut broad = Vec::new();
+        // Shortest first, so that a longer entry's base overwrites a shorter one's.
+        let mut short: Vec<(u32, u32, Entry)> = Vec::new();
+        for (p, e) in entries {
+            if let Some((addr, len)) = v4(p) {
+                if len > SLOT_LEN {
+                    s.long.insert(long_key(addr, len), *e);
+                    let block = addr >> (32 - SLOT_LEN);
+                    s.slots.entry(block).or_default().longer |= 1 << (len - SLOT_LEN - 1);
+                } else if len >= MIN_SLOTTED_LEN {
+                    short.push((addr, len, *e));
+                    for b in blocks(addr, len) {
+                        s.slots.entry(b).or_default();
+                    }
+                } else {
+                    broad.push((addr, len, *e));
+                    for b in blocks(addr, len) {
+                        set_bit(&mut s.v4_hint, b);
+                    }
+                }
+            } else {
+                match v6_bits(p) {
+                    Some(bits) => bits.into_iter().for_each(|b| set_bit(&mut s.v6_hint, b)),
+                    None => s.v6_hint.iter_mut().for_each(|w| *w = u64::MAX),
+                }
+            }
+        }
+        broad.sort_by_key(|(_, len, _)| *len);
+        for (addr, len, e) in broad {
+            let range = blocks(addr, len);
+            for (block, slot) in s.slots.iter_mut() {
+                if range.contains(block) {
+                    slot.base = e;
+                    slot.has_base = 1;
+                }
+            }
+        }
+        short.sort_by_key(|(_, len, _)| *len);
+        for (addr, len, e) in short {
+            for b in blocks(addr, len) {
+                let slot = s.slots.get_mut(&b).expect("created above");
+                slot.base = e;
+                slot.has_base = 1;
+            }
+        }
+        for block in s.slots.keys() {
+            set_bit(&mut s.v4_hint, *block);
+        }
+        s
+    }
+}
+
+/// The fast-path writes of one sync, by step.
+#[derive(Clone, Debug, Default)]
+pub struct FastPlan {
+    /// Step 0: slots to write (created, or masks widened), then hint bits to set.
+    pub widen: Vec<(u32, Slot)>,
+    pub v4_hint_set: Vec<u32>,
+    pub v6_hint_set: Vec<u32>,
+    /// Step 1, longest first.
+    pub long_upserts: Vec<(LongKey, Entry)>,
+    /// Step 2.
+    pub mid: Vec<(u32, Slot)>,
+    /// Step 3.
+    pub long_removals: Vec<LongKey>,
+    /// Step 4.
+    pub settle: Vec<(u32, Slot)>,
+    /// Step 5: hint bits to clear, then slots to delete.
+    pub v4_hint_clear: Vec<u32>,
+    pub v6_hint_clear: Vec<u32>,
+    pub slot_deletes: Vec<u32>,
+    /// What the maps hold afterwards.
+    pub result: FastState,
+}
+
+/// Above this share of changed entries, the whole fast path is derived again rather
+/// than block by block.
+const INCREMENTAL_LIMIT: usize = 8;
+
+impl FastPlan {
+    /// The steps from `current` (what the maps hold, derived from `old`) to the fast path
+    /// of `new`. `upserts` and `removals` are the entry changes between the two.
+    /// With `rebuild`, `current` is not trusted to be derived from `old` (a sync was
+    /// interrupted) and every part is compared with a fresh derivation.
+    pub fn between(
+        current: &FastState,
+        old: &BTreeMap<Prefix, Entry>,
+        new: &BTreeMap<Prefix, Entry>,
+        upserts: &[(Prefix, Entry)],
+        removals: &[Prefix],
+        rebuild: bool,
+    ) -> Self {
+        let changed: Vec<Prefix> = upserts
+            .iter()
+            .map(|(p, _)| *p)
+            .chain(removals.iter().copied())
+            .collect();
+        let broad_change = changed
+            .iter()
+            .any(|p| v4(p).is_some_and(|(_, len)| len < MIN_SLOTTED_LEN));
+        let full = rebuild
+            || broad_change
+            || changed.len() * INCREMENTAL_LIMIT > new.len().max(old.len()).max(1);
+
+        // The blocks to recompute, and their slots and hint bits in the middle (old and
+        // new entries) and at the end (new entries).
+        let mut mid_state: HashMap<u32, (Option<Slot>, bool)> = HashMap::new();
+        let mut new_state: HashMap<u32, (Option<Slot>, bool)> = HashMap::new();
+        if full {
+            let overlay: BTreeMap<Prefix, Entry> = if removals.is_empty() {
+                new.clone()
+            } else {
+                let mut m = old.clone();
+                m.extend(new.iter().map(|(p, e)| (*p, *e)));
+                m
+            };
+            let mid = FastState::derive(&overlay);
+            let end = if removals.is_empty() {
+                mid.clone()
+            } else {
+                FastState::derive(new)
+            };
+            let all: HashSet<u32> = current
+                .slots
+                .keys()
+                .chain(mid.slots.keys())
+                .copied()
+                .collect();
+            for b in all {
+                mid_state.insert(b, (mid.slots.get(&b).copied(), bit(&mid.v4_hint, b)));
+                new_state.insert(b, (end.slots.get(&b).copied(), bit(&end.v4_hint, b)));
+            }
+            // Hint bits without slots (broad entries) are compared word by word below.
+            return Self::assemble(
+                current,
+                old,
+                mid_state,
+                new_state,
+                upserts,
+                removals,
+                Some((mid, end)),
+            );
+        }
+        let overlay = Overlay { old, new };
+        let mut touched = HashSet::new();
+        for p in &changed {
+            if let Some((addr, len)) = v4(p) {
+                touched.extend(blocks(addr, len));
+            }
+        }
+        for b in touched {
+            mid_state.insert(b, slot_of(&overlay, b));
+            new_state.insert(b, slot_of(new, b));
+        }
+        Self::assemble(current, old, mid_state, new_state, upserts, removals, None)
+    }
+
+    fn assemble(
+        current: &FastState,
+        old: &BTreeMap<Prefix, Entry>,
+        mid_state: HashMap<u32, (Option<Slot>, bool)>,
+        new_state: HashMap<u32, (Option<Slot>, bool)>,
+        upserts: &[(Prefix, Entry)],
+        removals: &[Prefix],
+        derived: Option<(FastState, FastState)>,
+    ) -> Self {
+        let mut plan = FastPlan {
+            result: current.clone(),
+            ..Self::default()
+        };
+        let mut blocks: Vec<u32> = mid_state.keys().copied().collect();
+        blocks.sort_unstable();
+        for &b in &blocks {
+            let (mid_slot, mid_hint) = mid_state[&b];
+            let (new_slot, new_hint) = new_state[&b];
+            let cur_slot = current.slots.get(&b).copied();
+            let cur_hint = bit(&current.v4_hint, b);
+            // Step 0.
+            if let Some(mid) = mid_slot {
+                match cur_slot {
+                    Some(cur) if cur.longer | mid.longer != cur.longer => {
+                        plan.widen.push((
+                            b,
+                            Slot {
+                                longer: cur.longer | mid.longer,
+                                ..cur
+                            },
+                        ));
+                    }
+                    Some(_) => {}
+                    // No answer here before (hint clear): nothing to keep, so the slot
+                    // can take its middle value at once.
+                    None if !cur_hint => plan.widen.push((b, mid)),
+                    // The trie answered (broad entries only): keep its answer as base.
+                    None => {
+                        let start = Slot {
+                            longer: mid.longer,
+                            ..Slot::default()
+                        };
+                        let base = short_base(old, b);
+                        plan.widen.push((
+                            b,
+                            base.map_or(start, |base| Slot {
+                                base,
+                                has_base: 1,
+                                ..start
+                            }),
+                        ));
+                    }
+                }
+            }
+            if derived.is_none() && mid_hint && !cur_hint {
+                plan.v4_hint_set.push(b);
+            }
+            // Step 2.
+            if let Some(mid) = mid_slot {
+                let after_widen = plan
+                    .widen
+                    .iter()
+                    .rev()
+                    .find(|(x, _)| *x == b)
+                    .map(|(_, s)| *s)
+                    .or(cur_slot);
+                if after_widen != Some(mid) {
+                    plan.mid.push((b, mid));
+                }
+            }
+            // Step 4 and 5.
+            match new_slot {
+                Some(s) if Some(s) != mid_slot => plan.settle.push((b, s)),
+                Some(_) => {}
+                None if mid_slot.is_some() || cur_slot.is_some() => plan.slot_deletes.push(b),
+                None => {}
+            }
+            if derived.is_none() && !new_hint && (mid_hint || cur_hint) {
+                plan.v4_hint_clear.push(b);
+            }
+            match new_slot {
+                Some(s) => plan.result.slots.insert(b, s),
+                None => plan.result.slots.remove(&b),
+            };
+        }
+        match &derived {
+            Some((mid, end)) => {
+                // Whole bitmaps compared, which also covers blocks without slots (broad
+                // entries) and bits an interrupted sync left behind.
+                plan.v4_hint_set = changed_bits(&current.v4_hint, &mid.v4_hint, |cur, m| m & !cur);
+                let keep: Vec<u64> = current
+                    .v4_hint
+                    .iter()
+                    .zip(&mid.v4_hint)
+                    .map(|(c, m)| c | m)
+                    .collect();
+                plan.v4_hint_clear = changed_bits(&keep, &end.v4_hint, |was, e| was & !e);
+                plan.result.v4_hint = end.v4_hint.clone();
+            }
+            None => {
+                for &b in &plan.v4_hint_set {
+                    set_bit(&mut plan.result.v4_hint, b);
+                }
+                for &b in &plan.v4_hint_clear {
+                    plan.result.v4_hint[(b >> 6) as usize] &= !(1 << (b & 63));
+                }
+            }
+        }
+
+        // Long entries: from the entry changes, or (derived) by comparing the maps.
+        match &derived {
+            Some((mid, end)) => {
+                plan.long_upserts = mid
+                    .long
+                    .iter()
+                    .filter(|(k, e)| current.long.get(k) != Some(e))
+                    .map(|(k, e)| (*k, *e))
+                    .collect();
+                plan.long_removals = current
+                    .long
+                    .keys()
+                    .chain(mid.long.keys())
+                    .filter(|k| !end.long.contains_key(k))
+                    .copied()
+                    .collect::<HashSet<_>>()
+                    .into_iter()
+                    .collect();
+                plan.result.long = end.long.clone();
+            }
+            None => {
+                for (p, e) in upserts {
+                    if let Some((addr, len)) = v4(p).filter(|(_, len)| *len > SLOT_LEN) {
+                        plan.long_upserts.push((long_key(addr, len), *e));
+                        plan.result.long.insert(long_key(addr, len), *e);
+                    }
+                }
+                for p in removals {
+                    if let Some((addr, len)) = v4(p).filter(|(_, len)| *len > SLOT_LEN) {
+                        plan.long_removals.push(long_key(addr, len));
+                        plan.result.long.remove(&long_key(addr, len));
+                    }
+                }
+            }
+        }
+        plan.long_upserts
+            .sort_by_key(|(k, _)| std::cmp::Reverse(k.len));
+
+        // IPv6 hints: set before the trie changes, clear after.
+        let v6_end = derived.as_ref().map(|(_, end)| end.v6_hint.clone());
+        plan.plan_v6(current, upserts, removals, v6_end);
+        plan
+    }
+
+    fn plan_v6(
+        &mut self,
+        current: &FastState,
+        upserts: &[(Prefix, Entry)],
+        removals: &[Prefix],
+        derived_end: Option<Vec<u64>>,
+    ) {
+        let mut fill = false;
+        if let Some(end) = &derived_end {
+            // Every bit the end state needs, whatever changed.
+            self.v6_hint_set = changed_bits(&current.v6_hint, end, |cur, e| e & !cur);
+        }
+        for (p, _) in upserts {
+            match v6_bits(p) {
+                Some(bits) => self
+                    .v6_hint_set
+                    .extend(bits.into_iter().filter(|b| !bit(&current.v6_hint, *b))),
+                None => fill = true,
+            }
+        }
+        if fill {
+            self.v6_hint_set = (0..HINT_WORDS * 64)
+                .filter(|b| !bit(&current.v6_hint, *b))
+                .collect();
+        }
+        self.v6_hint_set.sort_unstable();
+        self.v6_hint_set.dedup();
+        for b in &self.v6_hint_set {
+            set_bit(&mut self.result.v6_hint, *b);
+        }
+        // Clearing needs the whole picture: a bit stays while any entry needs it. Only
+        // removals can free bits; they are recomputed from the end state when known.
+        if let Some(end) = derived_end {
+            self.v6_hint_clear = changed_bits(&self.result.v6_hint, &end, |cur, e| cur & !e);
+            self.result.v6_hint = end;
+        } else if removals.iter().any(|p| p.addr().is_ipv6()) {
+            // Incremental: bits of removed IPv6 entries are left set. A stale bit only
+            // sends a lookup to the trie, which answers correctly; the next full
+            // derivation clears it.
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.widen.is_empty()
+            && self.v4_hint_set.is_empty()
+            && self.v6_hint_set.is_empty()
+            && self.long_upserts.is_empty()
+            && self.mid.is_empty()
+            && self.long_removals.is_empty()
+            && self.settle.is_empty()
+            && self.v4_hint_clear.is_empty()
+            && self.v6_hint_clear.is_empty()
+            && self.slot_deletes.is_empty()
+    }
+
+    /// Steps 0 to 2, after the trie's upserts.
+    pub fn apply_before_removals(&self, maps: &mut Maps) -> Result<(), DataplaneError> {
+        maps.put_slots(&self.widen)?;
+        for b in &self.v4_hint_set {
+            maps.v4_hint().set(*b);
+        }
+        for b in &self.v6_hint_set {
+            maps.v6_hint().set(*b);
+        }
+        maps.put_long(&self.long_upserts)?;
+        maps.put_slots(&self.mid)
+    }
+
+    /// Steps 3 to 5, after the trie's removals.
+    pub fn apply_after_removals(&self, maps: &mut Maps) -> Result<(), DataplaneError> {
+        maps.delete_long(&self.long_removals)?;
+        maps.put_slots(&self.settle)?;
+        for b in &self.v4_hint_clear {
+            maps.v4_hint().clear(*b);
+        }
+        for b in &self.v6_hint_clear {
+            maps.v6_hint().clear(*b);
+        }
+        maps.delete_slots(&self.slot_deletes)
+    }
+}
+
+/// The bits set in `pick(a, b)`, word by word.
+fn changed_bits(a: &[u64], b: &[u64], pick: impl Fn(u64, u64) -> u64) -> Vec<u32> {
+    let mut out = Vec::new();
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        let mut word = pick(*x, *y);
+        while word != 0 {
+            let bit = word.trailing_zeros();
+            out.push((i as u32) << 6 | bit);
+            word &= word - 1;
+        }
+    }
+    out
+}
+
+/// The longest entry of /24 or shorter covering /24 block `block`: what the trie
+/// answered for a block that had no slot (only broad entries covered it).
+fn short_base(entries: &impl Entries, block: u32) -> Option<Entry> {
+    let addr = IpAddr::V4((block << 8).into());
+    (1..=SLOT_LEN)
+        .rev()
+        .find_map(|len| entries.get(&Prefix::new_truncating(addr, len as u8)))
+}
