@@ -15,7 +15,7 @@
 //! 4. move slot bases and masks to the new entry set;
 //! 5. clear hint bits, then delete slots no longer needed.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use filter_common::{
@@ -28,14 +28,47 @@ use crate::{
     prefix::Prefix,
 };
 
+/// A multiplicative hasher for the small integer keys of the fast path: a million
+/// slots and long entries are hashed several times per sync, and SipHash's resistance to
+/// chosen keys buys nothing here (the keys come from the operator's own list).
+#[derive(Default, Clone, Copy)]
+pub struct IntHasher(u64);
+
+impl std::hash::Hasher for IntHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+/// A hash map keyed by small integers.
+pub type IntMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IntHasher>>;
+
 /// IPv6 prefixes broader than this set every hint bit (the trie answers all IPv6).
 const V6_HINT_MIN_LEN: u8 = 16;
 
 /// What the fast-path maps hold.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FastState {
-    pub slots: HashMap<u32, Slot>,
-    pub long: HashMap<LongKey, Entry>,
+    pub slots: IntMap<u32, Slot>,
+    pub long: IntMap<LongKey, Entry>,
     pub v4_hint: Vec<u64>,
     pub v6_hint: Vec<u64>,
 }
@@ -43,8 +76,8 @@ pub struct FastState {
 impl Default for FastState {
     fn default() -> Self {
         Self {
-            slots: HashMap::new(),
-            long: HashMap::new(),
+            slots: IntMap::default(),
+            long: IntMap::default(),
             v4_hint: vec![0; HINT_WORDS as usize],
             v6_hint: vec![0; HINT_WORDS as usize],
         }
@@ -184,8 +217,8 @@ impl FastState {
     /// Reads the fast-path maps.
     pub fn read(maps: &Maps) -> Result<Self, DataplaneError> {
         Ok(Self {
-            slots: maps.slots()?,
-            long: maps.long_entries()?,
+            slots: maps.slots()?.into_iter().collect(),
+            long: maps.long_entries()?.into_iter().collect(),
             v4_hint: maps.v4_hint().snapshot(),
             v6_hint: maps.v6_hint().snapshot(),
         })
@@ -297,131 +330,124 @@ impl FastPlan {
         let full = rebuild
             || broad_change
             || changed.len() * INCREMENTAL_LIMIT > new.len().max(old.len()).max(1);
-
-        // The blocks to recompute, and their slots and hint bits in the middle (old and
-        // new entries) and at the end (new entries).
-        let mut mid_state: HashMap<u32, (Option<Slot>, bool)> = HashMap::new();
-        let mut new_state: HashMap<u32, (Option<Slot>, bool)> = HashMap::new();
         if full {
-            let overlay: BTreeMap<Prefix, Entry> = if removals.is_empty() {
-                new.clone()
-            } else {
-                let mut m = old.clone();
-                m.extend(new.iter().map(|(p, e)| (*p, *e)));
-                m
-            };
-            let mid = FastState::derive(&overlay);
-            let end = if removals.is_empty() {
-                mid.clone()
-            } else {
+            // Derive the middle (old and new entries) and the end (new entries) whole.
+            let mid = if removals.is_empty() {
                 FastState::derive(new)
+            } else {
+                let mut overlay = old.clone();
+                overlay.extend(new.iter().map(|(p, e)| (*p, *e)));
+                FastState::derive(&overlay)
             };
-            let all: HashSet<u32> = current
+            let end = if removals.is_empty() {
+                None
+            } else {
+                Some(FastState::derive(new))
+            };
+            let end_ref = end.as_ref().unwrap_or(&mid);
+            let mut all: Vec<u32> = current
                 .slots
                 .keys()
                 .chain(mid.slots.keys())
                 .copied()
                 .collect();
-            for b in all {
-                mid_state.insert(b, (mid.slots.get(&b).copied(), bit(&mid.v4_hint, b)));
-                new_state.insert(b, (end.slots.get(&b).copied(), bit(&end.v4_hint, b)));
-            }
-            // Hint bits without slots (broad entries) are compared word by word below.
+            all.sort_unstable();
+            all.dedup();
+            let state = |b: &u32| {
+                [
+                    (mid.slots.get(b).copied(), bit(&mid.v4_hint, *b)),
+                    (end_ref.slots.get(b).copied(), bit(&end_ref.v4_hint, *b)),
+                ]
+            };
             return Self::assemble(
                 current,
                 old,
-                mid_state,
-                new_state,
+                &all,
+                state,
                 upserts,
                 removals,
-                Some((mid, end)),
+                Some((&mid, end_ref)),
             );
         }
+        // Block by block: only the /24s the changed entries touch.
         let overlay = Overlay { old, new };
-        let mut touched = HashSet::new();
+        let mut touched: Vec<u32> = Vec::new();
         for p in &changed {
             if let Some((addr, len)) = v4(p) {
                 touched.extend(blocks(addr, len));
             }
         }
-        for b in touched {
-            mid_state.insert(b, slot_of(&overlay, b));
-            new_state.insert(b, slot_of(new, b));
-        }
-        Self::assemble(current, old, mid_state, new_state, upserts, removals, None)
+        touched.sort_unstable();
+        touched.dedup();
+        let states: IntMap<u32, [(Option<Slot>, bool); 2]> = touched
+            .iter()
+            .map(|b| (*b, [slot_of(&overlay, *b), slot_of(new, *b)]))
+            .collect();
+        Self::assemble(
+            current,
+            old,
+            &touched,
+            |b| states[b],
+            upserts,
+            removals,
+            None,
+        )
     }
 
+    /// Builds the steps for `blocks`, given each block's middle and end state.
     fn assemble(
         current: &FastState,
         old: &BTreeMap<Prefix, Entry>,
-        mid_state: HashMap<u32, (Option<Slot>, bool)>,
-        new_state: HashMap<u32, (Option<Slot>, bool)>,
+        blocks: &[u32],
+        state: impl Fn(&u32) -> [(Option<Slot>, bool); 2],
         upserts: &[(Prefix, Entry)],
         removals: &[Prefix],
-        derived: Option<(FastState, FastState)>,
+        derived: Option<(&FastState, &FastState)>,
     ) -> Self {
         let mut plan = FastPlan {
             result: current.clone(),
             ..Self::default()
         };
-        let mut blocks: Vec<u32> = mid_state.keys().copied().collect();
-        blocks.sort_unstable();
-        for &b in &blocks {
-            let (mid_slot, mid_hint) = mid_state[&b];
-            let (new_slot, new_hint) = new_state[&b];
+        for &b in blocks {
+            let [(mid_slot, mid_hint), (new_slot, new_hint)] = state(&b);
             let cur_slot = current.slots.get(&b).copied();
             let cur_hint = bit(&current.v4_hint, b);
             // Step 0.
-            if let Some(mid) = mid_slot {
-                match cur_slot {
-                    Some(cur) if cur.longer | mid.longer != cur.longer => {
-                        plan.widen.push((
-                            b,
-                            Slot {
-                                longer: cur.longer | mid.longer,
-                                ..cur
-                            },
-                        ));
-                    }
-                    Some(_) => {}
-                    // No answer here before (hint clear): nothing to keep, so the slot
-                    // can take its middle value at once.
-                    None if !cur_hint => plan.widen.push((b, mid)),
-                    // The trie answered (broad entries only): keep its answer as base.
-                    None => {
-                        let start = Slot {
-                            longer: mid.longer,
-                            ..Slot::default()
-                        };
-                        let base = short_base(old, b);
-                        plan.widen.push((
-                            b,
-                            base.map_or(start, |base| Slot {
-                                base,
-                                has_base: 1,
-                                ..start
-                            }),
-                        ));
-                    }
+            let widened = match (mid_slot, cur_slot) {
+                (Some(mid), Some(cur)) if cur.longer | mid.longer != cur.longer => Some(Slot {
+                    longer: cur.longer | mid.longer,
+                    ..cur
+                }),
+                (Some(_), Some(_)) | (None, _) => None,
+                // No answer here before (hint clear): nothing to keep, so the slot can
+                // take its middle value at once.
+                (Some(mid), None) if !cur_hint => Some(mid),
+                // The trie answered (broad entries only): its answer stays the base.
+                (Some(mid), None) => {
+                    let start = Slot {
+                        longer: mid.longer,
+                        ..Slot::default()
+                    };
+                    Some(short_base(old, b).map_or(start, |base| Slot {
+                        base,
+                        has_base: 1,
+                        ..start
+                    }))
                 }
+            };
+            if let Some(w) = widened {
+                plan.widen.push((b, w));
             }
             if derived.is_none() && mid_hint && !cur_hint {
                 plan.v4_hint_set.push(b);
             }
             // Step 2.
             if let Some(mid) = mid_slot {
-                let after_widen = plan
-                    .widen
-                    .iter()
-                    .rev()
-                    .find(|(x, _)| *x == b)
-                    .map(|(_, s)| *s)
-                    .or(cur_slot);
-                if after_widen != Some(mid) {
+                if widened.or(cur_slot) != Some(mid) {
                     plan.mid.push((b, mid));
                 }
             }
-            // Step 4 and 5.
+            // Steps 4 and 5.
             match new_slot {
                 Some(s) if Some(s) != mid_slot => plan.settle.push((b, s)),
                 Some(_) => {}
@@ -436,19 +462,37 @@ impl FastPlan {
                 None => plan.result.slots.remove(&b),
             };
         }
-        match &derived {
+        match derived {
             Some((mid, end)) => {
                 // Whole bitmaps compared, which also covers blocks without slots (broad
                 // entries) and bits an interrupted sync left behind.
                 plan.v4_hint_set = changed_bits(&current.v4_hint, &mid.v4_hint, |cur, m| m & !cur);
-                let keep: Vec<u64> = current
+                let was: Vec<u64> = current
                     .v4_hint
                     .iter()
                     .zip(&mid.v4_hint)
                     .map(|(c, m)| c | m)
                     .collect();
-                plan.v4_hint_clear = changed_bits(&keep, &end.v4_hint, |was, e| was & !e);
+                plan.v4_hint_clear = changed_bits(&was, &end.v4_hint, |was, e| was & !e);
                 plan.result.v4_hint = end.v4_hint.clone();
+                // Long entries, compared map to map.
+                plan.long_upserts = mid
+                    .long
+                    .iter()
+                    .filter(|(k, e)| current.long.get(*k) != Some(*e))
+                    .map(|(k, e)| (*k, *e))
+                    .collect();
+                let mut gone: Vec<LongKey> = current
+                    .long
+                    .keys()
+                    .chain(mid.long.keys())
+                    .filter(|k| !end.long.contains_key(*k))
+                    .copied()
+                    .collect();
+                gone.sort_unstable();
+                gone.dedup();
+                plan.long_removals = gone;
+                plan.result.long = end.long.clone();
             }
             None => {
                 for &b in &plan.v4_hint_set {
@@ -457,30 +501,6 @@ impl FastPlan {
                 for &b in &plan.v4_hint_clear {
                     plan.result.v4_hint[(b >> 6) as usize] &= !(1 << (b & 63));
                 }
-            }
-        }
-
-        // Long entries: from the entry changes, or (derived) by comparing the maps.
-        match &derived {
-            Some((mid, end)) => {
-                plan.long_upserts = mid
-                    .long
-                    .iter()
-                    .filter(|(k, e)| current.long.get(k) != Some(e))
-                    .map(|(k, e)| (*k, *e))
-                    .collect();
-                plan.long_removals = current
-                    .long
-                    .keys()
-                    .chain(mid.long.keys())
-                    .filter(|k| !end.long.contains_key(k))
-                    .copied()
-                    .collect::<HashSet<_>>()
-                    .into_iter()
-                    .collect();
-                plan.result.long = end.long.clone();
-            }
-            None => {
                 for (p, e) in upserts {
                     if let Some((addr, len)) = v4(p).filter(|(_, len)| *len > SLOT_LEN) {
                         plan.long_upserts.push((long_key(addr, len), *e));
@@ -499,7 +519,7 @@ impl FastPlan {
             .sort_by_key(|(k, _)| std::cmp::Reverse(k.len));
 
         // IPv6 hints: set before the trie changes, clear after.
-        let v6_end = derived.as_ref().map(|(_, end)| end.v6_hint.clone());
+        let v6_end = derived.map(|(_, end)| end.v6_hint.clone());
         plan.plan_v6(current, upserts, removals, v6_end);
         plan
     }
@@ -560,7 +580,7 @@ impl FastPlan {
     }
 
     /// Steps 0 to 2, after the trie's upserts.
-    pub fn apply_before_removals(&self, maps: &mut Maps) -> Result<(), DataplaneError> {
+    pub fn apply_before_removals(&self, maps: &Maps) -> Result<(), DataplaneError> {
         maps.put_slots(&self.widen)?;
         for b in &self.v4_hint_set {
             maps.v4_hint().set(*b);
@@ -573,7 +593,7 @@ impl FastPlan {
     }
 
     /// Steps 3 to 5, after the trie's removals.
-    pub fn apply_after_removals(&self, maps: &mut Maps) -> Result<(), DataplaneError> {
+    pub fn apply_after_removals(&self, maps: &Maps) -> Result<(), DataplaneError> {
         maps.delete_long(&self.long_removals)?;
         maps.put_slots(&self.settle)?;
         for b in &self.v4_hint_clear {

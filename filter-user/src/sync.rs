@@ -50,19 +50,35 @@ impl Snapshot {
         })
     }
 
-    /// Prefixes whose entry blocks (drop or redirect) in some direction: what the
-    /// mass-removal guard counts.
-    pub fn blocking_prefixes(&self) -> std::collections::HashSet<Prefix> {
-        let blocks = |rule: u32| {
-            self.rules
-                .get(&rule)
-                .is_some_and(|r| action::blocks(r.action))
+    /// How many prefixes block (drop or redirect, in some direction) now, and how many of
+    /// them would not block in `entries` under `rules`: what the mass-removal guard
+    /// weighs. One merge of the two sorted maps, no copies.
+    pub fn blocking_dropped(
+        &self,
+        entries: &BTreeMap<Prefix, Entry>,
+        rules: &BTreeMap<u32, Rule>,
+    ) -> (usize, usize) {
+        let blocks = |rules: &BTreeMap<u32, Rule>, e: &Entry| {
+            [e.dst_rule, e.src_rule]
+                .iter()
+                .any(|n| rules.get(n).is_some_and(|r| action::blocks(r.action)))
         };
-        self.entries
-            .iter()
-            .filter(|(_, e)| blocks(e.dst_rule) || blocks(e.src_rule))
-            .map(|(p, _)| *p)
-            .collect()
+        let mut target = entries.iter().peekable();
+        let (mut before, mut dropped) = (0, 0);
+        for (prefix, entry) in &self.entries {
+            if !blocks(&self.rules, entry) {
+                continue;
+            }
+            before += 1;
+            while target.peek().is_some_and(|(p, _)| *p < prefix) {
+                target.next();
+            }
+            match target.peek() {
+                Some((p, e)) if *p == prefix && blocks(rules, e) => {}
+                _ => dropped += 1,
+            }
+        }
+        (before, dropped)
     }
 
     /// Fingerprints of the orders whose rules some entry names: the orders enforced.
@@ -210,10 +226,24 @@ impl Plan {
             }
             maps.set_rule(*number, *rule)?;
         }
-        maps.insert_many(&self.upserts)?;
-        self.fast.apply_before_removals(maps)?;
-        maps.remove_many(&self.removals)?;
-        self.fast.apply_after_removals(maps)?;
+        // The trie and the fast path are separate maps, written in parallel: each on its
+        // own goes through states that keep the sync safe, and the program reads the
+        // trie only for blocks the fast path hands over to it (see fast-path.md).
+        let shared: &Maps = maps;
+        std::thread::scope(|scope| {
+            let fast = scope.spawn(|| self.fast.apply_before_removals(shared));
+            let trie = shared.insert_many(&self.upserts);
+            fast.join()
+                .expect("the fast-path writer panicked")
+                .and(trie)
+        })?;
+        std::thread::scope(|scope| {
+            let fast = scope.spawn(|| self.fast.apply_after_removals(shared));
+            let trie = shared.remove_many(&self.removals);
+            fast.join()
+                .expect("the fast-path writer panicked")
+                .and(trie)
+        })?;
         for (number, rule) in &self.rules_weakened {
             maps.set_rule(*number, *rule)?;
         }

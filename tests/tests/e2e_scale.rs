@@ -75,3 +75,9 @@ fn a_million_ipv4_and_100k_ipv6_prefixes_load_and_are_enforced() {
         edit.elapsed()
     );
 }
+
+#[test]
+#[ignore = "writes the list the profiling scratch test reads"]
+fn write_big_list() {
+    std::fs::write("/tmp/bfx/big.json", big_list(1_000_000, 100_000, 100, 1)).unwrap();
+}

@@ -386,15 +386,13 @@ impl Engine {
         let compiled = compile(list, OffsetDateTime::now_utc(), &numbering)
             .map_err(|e| fail(vec![format!("error: {e}")], false))?;
         if !force && *origin != Origin::Clock {
-            let before = held.blocking_prefixes();
-            let after = Snapshot::of(&compiled).blocking_prefixes();
-            let dropped = before.difference(&after).count();
-            if dropped > GUARD_MIN_PREFIXES && dropped * 2 > before.len() {
+            let (before, dropped) = held.blocking_dropped(&compiled.entries, &compiled.rules);
+            if dropped > GUARD_MIN_PREFIXES && dropped * 2 > before {
                 return Err(fail(
                     vec![format!(
                         "error: this list would stop enforcing {dropped} of the {} prefixes enforced now (more than half); \
                          if that is intended, confirm with `borderfilter reload --force` (or --force on the CLI command)",
-                        before.len()
+                        before
                     )],
                     true,
                 ));

@@ -1,13 +1,16 @@
 //! BPF_MAP_UPDATE_BATCH and BPF_MAP_DELETE_BATCH, which aya does not wrap: one system
 //! call for thousands of elements instead of one each. A million prefixes load several
 //! times faster this way. Kernels without batch support for a map type answer EINVAL or
-//! ENOTSUPP, and the caller falls back to one element at a time.
+//! ENOTSUPP; then the same work is done one element at a time, still without needing
+//! exclusive access to the map (so that several maps can be written in parallel).
 
 use std::{
     io,
     os::fd::{AsFd, AsRawFd},
 };
 
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
@@ -33,15 +36,26 @@ pub fn unsupported(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(ENOTSUPP))
 }
 
-fn call(cmd: libc::c_long, attr: &mut BatchAttr) -> io::Result<()> {
+/// `union bpf_attr`'s element members (map_fd, key, value, flags).
+#[repr(C)]
+#[derive(Default)]
+struct ElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+fn call<A>(cmd: libc::c_long, attr: &mut A) -> io::Result<()> {
     // SAFETY: `attr` is a valid, initialised `bpf_attr` prefix of the size we pass; the
-    // buffers it points to outlive the call and have `count` elements.
+    // buffers it points to outlive the call and hold the elements it says.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_bpf,
             cmd,
-            attr as *mut BatchAttr,
-            std::mem::size_of::<BatchAttr>() as u32,
+            attr as *mut A,
+            std::mem::size_of::<A>() as u32,
         )
     };
     if rc < 0 {
@@ -59,25 +73,57 @@ pub fn update(
     values: &[u8],
     count: usize,
 ) -> Result<(), (usize, io::Error)> {
+    let fd = map.as_fd().as_raw_fd() as u32;
     let mut attr = BatchAttr {
         keys: keys.as_ptr() as u64,
         values: values.as_ptr() as u64,
         count: count as u32,
-        map_fd: map.as_fd().as_raw_fd() as u32,
+        map_fd: fd,
         ..BatchAttr::default()
     };
-    call(BPF_MAP_UPDATE_BATCH, &mut attr).map_err(|e| (attr.count as usize, e))
+    match call(BPF_MAP_UPDATE_BATCH, &mut attr) {
+        Err(e) if unsupported(&e) && attr.count == 0 => {
+            let (ks, vs) = (keys.len() / count.max(1), values.len() / count.max(1));
+            for i in 0..count {
+                let mut elem = ElemAttr {
+                    map_fd: fd,
+                    key: keys[i * ks..].as_ptr() as u64,
+                    value: values[i * vs..].as_ptr() as u64,
+                    ..ElemAttr::default()
+                };
+                call(BPF_MAP_UPDATE_ELEM, &mut elem).map_err(|e| (i, e))?;
+            }
+            Ok(())
+        }
+        other => other.map_err(|e| (attr.count as usize, e)),
+    }
 }
 
-/// Deletes `count` keys packed in `keys`. Absent keys stop the batch with ENOENT.
+/// Deletes `count` keys packed in `keys`. An absent key stops with ENOENT and the number
+/// of keys deleted before it.
 pub fn delete(map: &impl AsFd, keys: &[u8], count: usize) -> Result<(), (usize, io::Error)> {
+    let fd = map.as_fd().as_raw_fd() as u32;
     let mut attr = BatchAttr {
         keys: keys.as_ptr() as u64,
         count: count as u32,
-        map_fd: map.as_fd().as_raw_fd() as u32,
+        map_fd: fd,
         ..BatchAttr::default()
     };
-    call(BPF_MAP_DELETE_BATCH, &mut attr).map_err(|e| (attr.count as usize, e))
+    match call(BPF_MAP_DELETE_BATCH, &mut attr) {
+        Err(e) if unsupported(&e) && attr.count == 0 => {
+            let ks = keys.len() / count.max(1);
+            for i in 0..count {
+                let mut elem = ElemAttr {
+                    map_fd: fd,
+                    key: keys[i * ks..].as_ptr() as u64,
+                    ..ElemAttr::default()
+                };
+                call(BPF_MAP_DELETE_ELEM, &mut elem).map_err(|e| (i, e))?;
+            }
+            Ok(())
+        }
+        other => other.map_err(|e| (attr.count as usize, e)),
+    }
 }
 
 /// Reads every element of a map whose keys are `key_size` and values `value_size`

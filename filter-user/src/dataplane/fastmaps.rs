@@ -187,7 +187,7 @@ impl Maps {
         read_all(&self.fast.long, names::V4_LONG)
     }
 
-    pub fn put_slots(&mut self, items: &[(u32, Slot)]) -> Result<(), DataplaneError> {
+    pub fn put_slots(&self, items: &[(u32, Slot)]) -> Result<(), DataplaneError> {
         put(
             &self.fast.slots,
             names::V4_SLOTS,
@@ -196,11 +196,11 @@ impl Maps {
         )
     }
 
-    pub fn delete_slots(&mut self, keys: &[u32]) -> Result<(), DataplaneError> {
+    pub fn delete_slots(&self, keys: &[u32]) -> Result<(), DataplaneError> {
         delete(&self.fast.slots, names::V4_SLOTS, keys)
     }
 
-    pub fn put_long(&mut self, items: &[(LongKey, Entry)]) -> Result<(), DataplaneError> {
+    pub fn put_long(&self, items: &[(LongKey, Entry)]) -> Result<(), DataplaneError> {
         put(
             &self.fast.long,
             names::V4_LONG,
@@ -209,7 +209,7 @@ impl Maps {
         )
     }
 
-    pub fn delete_long(&mut self, keys: &[LongKey]) -> Result<(), DataplaneError> {
+    pub fn delete_long(&self, keys: &[LongKey]) -> Result<(), DataplaneError> {
         delete(&self.fast.long, names::V4_LONG, keys)
     }
 }

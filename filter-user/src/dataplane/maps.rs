@@ -153,7 +153,7 @@ impl Maps {
     }
 
     /// Adds or changes many entries, in the order given (within each family).
-    pub fn insert_many(&mut self, entries: &[(Prefix, Entry)]) -> Result<(), DataplaneError> {
+    pub fn insert_many(&self, entries: &[(Prefix, Entry)]) -> Result<(), DataplaneError> {
         for family in [Family::V4, Family::V6] {
             let items: Vec<&(Prefix, Entry)> = entries
                 .iter()
@@ -170,11 +170,6 @@ impl Maps {
                 let map = Self::map_data(self.trie(family)).fd();
                 match batch::update(map, &keys, &values, chunk.len()) {
                     Ok(()) => {}
-                    Err((_, e)) if batch::unsupported(&e) => {
-                        for (prefix, entry) in chunk {
-                            self.insert(prefix, *entry)?;
-                        }
-                    }
                     Err((done, e)) => {
                         let prefix = chunk
                             .get(done)
@@ -200,7 +195,7 @@ impl Maps {
     }
 
     /// Removes many prefixes; absent ones are skipped.
-    pub fn remove_many(&mut self, prefixes: &[Prefix]) -> Result<(), DataplaneError> {
+    pub fn remove_many(&self, prefixes: &[Prefix]) -> Result<(), DataplaneError> {
         for family in [Family::V4, Family::V6] {
             let items: Vec<&Prefix> = prefixes.iter().filter(|p| p.family() == family).collect();
             let mut start = 0;
@@ -215,12 +210,6 @@ impl Maps {
                     Ok(()) => start += chunk.len(),
                     // An absent key stops the batch: skip it and go on after it.
                     Err((done, e)) if e.raw_os_error() == Some(libc::ENOENT) => start += done + 1,
-                    Err((_, e)) if batch::unsupported(&e) => {
-                        for prefix in chunk {
-                            self.remove(prefix)?;
-                        }
-                        start += chunk.len();
-                    }
                     Err((done, e)) => {
                         let prefix = chunk.get(done).map_or_else(String::new, |p| p.to_string());
                         return Err(map_err("removing", Self::trie_name(family), prefix)(

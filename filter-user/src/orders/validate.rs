@@ -141,14 +141,15 @@ fn validate_parts(
                 "no redirect target is configured: start the daemon with --redirect-iface and --redirect-mac or --redirect-neighbor, or use drop");
         }
         for (i, listed) in order.prefixes.iter().enumerate() {
-            let field = format!("prefixes[{}]", positions.map_or(i, |p| p[i]));
-            let value = show(&Value::String(listed.text.clone()));
+            // Built only when there is something to report: lists have a million prefixes.
+            let field = || format!("prefixes[{}]", positions.map_or(i, |p| p[i]));
+            let value = || show(&Value::String(listed.text.clone()));
             let prefix = listed.value;
             if prefix.length() == 0 {
                 p.error(
                     &place,
-                    field,
-                    value,
+                    field(),
+                    value(),
                     "a /0 covers the whole address family and is never allowed",
                 );
                 continue;
@@ -158,22 +159,18 @@ fn validate_parts(
                 Family::V6 => MIN_LEN_V6,
             };
             if prefix.length() < min && !order.allow_broad() {
-                p.error(&place, field.clone(), value.clone(), format!(
+                p.error(&place, field(), value(), format!(
                     "broader than /{min} ({} addresses); if the order really covers all of it, set \"allow_broad\": true on the order",
                     prefix.size()));
             }
             for (range, why) in &protected {
                 if range.overlaps(&prefix) {
-                    p.error(
-                        &place,
-                        field.clone(),
-                        value.clone(),
-                        format!("overlaps {range}, {why}"),
-                    );
+                    p.error(&place, field(), value(), format!("overlaps {range}, {why}"));
                 }
             }
-            match first_listing.get(&prefix) {
-                Some(&first) => {
+            match first_listing.entry(prefix) {
+                std::collections::hash_map::Entry::Occupied(o) => {
+                    let first = *o.get();
                     let other = if first == index {
                         "earlier in this order".to_string()
                     } else {
@@ -181,13 +178,13 @@ fn validate_parts(
                     };
                     p.warning(
                         &place,
-                        field,
-                        value,
+                        field(),
+                        value(),
                         format!("{prefix} is also listed {other}; the strictest action applies"),
                     );
                 }
-                None => {
-                    first_listing.insert(prefix, index);
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(index);
                 }
             }
         }
@@ -222,12 +219,15 @@ fn validate_parts(
         (Family::V4, policy.capacity_v4),
         (Family::V6, policy.capacity_v6),
     ] {
+        // Order prefixes are distinct keys already; add the exceptions they do not list.
         let entries = first_listing
             .keys()
-            .chain(exception_seen.keys())
             .filter(|p| p.family() == family)
-            .collect::<std::collections::HashSet<_>>()
-            .len();
+            .count()
+            + exception_seen
+                .keys()
+                .filter(|p| p.family() == family && !first_listing.contains_key(p))
+                .count();
         if entries > capacity as usize {
             p.error(&Place::File { line: None, column: None }, None, None, format!(
                 "{entries} distinct {} prefixes (orders and exceptions) exceed the map capacity of {capacity}; raise --capacity-{} (takes effect after a detach)",
