@@ -3,6 +3,7 @@
 //! Kept free of dependencies on the other crates: `setup` must compile on a machine that
 //! cannot build the XDP program yet.
 
+mod bench;
 mod cmd;
 mod demo;
 mod setup;
@@ -36,6 +37,13 @@ enum Task {
         #[arg(last = true)]
         daemon_args: Vec<String>,
     },
+    /// Measure the fast path, throughput, syncs, memory and scrapes; print a table and
+    /// write target/bench/report.json. Needs root.
+    Bench {
+        /// A reduced run, under two minutes.
+        #[arg(long)]
+        quick: bool,
+    },
     /// Build the XDP program and the `borderfilter` binary.
     Build {
         #[arg(long)]
@@ -58,6 +66,7 @@ fn main() -> anyhow::Result<()> {
             cmd::cargo_build(release)
         }
         Task::Test { cargo_args } => test::run(&cargo_args),
+        Task::Bench { quick } => bench::run(quick),
         Task::Run {
             ifaces,
             keep,

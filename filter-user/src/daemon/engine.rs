@@ -440,6 +440,15 @@ impl Engine {
         let target = Snapshot::of(&compiled);
         let held = self.held.as_ref().expect("read by precheck");
         let plan = Plan::between_checked(held, &target, self.rebuild_fast);
+        let slots = plan.fast.result.slots.len();
+        let room = self.dataplane.maps().slot_capacity() as usize;
+        if slots > room {
+            let problem = format!(
+                "error: this list touches {slots} IPv4 /24 blocks with prefixes of /16 or longer; the fast-path index has room for {room}. \
+                 Raise --capacity-v4 (it takes effect when the maps are created: detach first)"
+            );
+            return self.refuse(refusal(&origin, Some(sha256), vec![problem], false));
+        }
         let enforced_before = held.enforced_owners();
         let changes = match plan.apply(self.dataplane.maps_mut()) {
             Ok(c) => c,

@@ -179,6 +179,11 @@ impl Maps {
         &self.fast.v6_hint
     }
 
+    /// How many /24 slots the IPv4 index has room for.
+    pub fn slot_capacity(&self) -> u32 {
+        self.fast.slot_capacity
+    }
+
     pub fn slots(&self) -> Result<HashMap<u32, Slot>, DataplaneError> {
         read_all(&self.fast.slots, names::V4_SLOTS)
     }
@@ -227,6 +232,10 @@ pub struct FastMaps {
 }
 
 impl FastMaps {
+    pub(super) fn hint_maps(&self) -> [&Map; 2] {
+        [&self._hint_maps[0], &self._hint_maps[1]]
+    }
+
     pub(super) fn new(
         v4_hint: Map,
         v6_hint: Map,

@@ -543,3 +543,36 @@ fn trie_v6_ref(map: &Map) -> Result<LpmTrie<&MapData, [u8; 16], Entry>, Dataplan
         source: Some(Box::new(source)),
     })
 }
+
+impl Maps {
+    /// Kernel memory of each map (the `memlock` line of its fdinfo), in bytes.
+    pub fn memory(&self) -> Vec<(String, u64)> {
+        let mut maps: Vec<&Map> = vec![
+            &self.v4,
+            &self.v6,
+            &self.rules,
+            &self.rule_stats,
+            &self.verdicts,
+            &self.redirect_port,
+            &self.redirect_target,
+            &self.fast.slots,
+            &self.fast.long,
+        ];
+        maps.extend(self.fast.hint_maps());
+        maps.into_iter()
+            .filter_map(|m| {
+                let data = Self::map_data(m);
+                let name = data.info().ok()?.name_as_str()?.to_string();
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(data.fd()));
+                let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+                let bytes = info
+                    .lines()
+                    .find_map(|l| l.strip_prefix("memlock:"))?
+                    .trim()
+                    .parse()
+                    .ok()?;
+                Some((name, bytes))
+            })
+            .collect()
+    }
+}

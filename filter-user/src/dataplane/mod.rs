@@ -83,13 +83,25 @@ impl Dataplane {
     /// are reused (their contents keep enforcing) after checking that their shape is
     /// the one this build expects; missing ones are created and pinned.
     pub fn load(options: &LoadOptions) -> Result<Self, DataplaneError> {
+        Self::load_object(OBJECT, &[PROGRAM_NAME], options)
+    }
+
+    /// Loads another object built from the same maps (the benchmarks' `bench.o`), with
+    /// the programs named in `programs`.
+    pub fn load_object(
+        object: &[u8],
+        programs: &[&str],
+        options: &LoadOptions,
+    ) -> Result<Self, DataplaneError> {
         raise_memlock_limit();
         let mut loader = EbpfLoader::new();
         loader
             .map_max_entries(names::V4_PREFIXES, options.v4_capacity)
             .map_max_entries(names::V6_PREFIXES, options.v6_capacity)
-            // The IPv4 index holds at most one slot and one long entry per IPv4 entry.
-            .map_max_entries(names::V4_SLOTS, options.v4_capacity)
+            // One long entry at most per IPv4 entry; slots are per /24 touched, up to 256
+            // for a /16, so they get room for twice the entries (memory is only taken
+            // as slots are used: the map is not preallocated).
+            .map_max_entries(names::V4_SLOTS, options.v4_capacity.saturating_mul(2))
             .map_max_entries(names::V4_LONG, options.v4_capacity);
         let mut reused = false;
         if let Some(dir) = &options.pin_dir {
@@ -107,13 +119,15 @@ impl Dataplane {
             }
         }
         let mut ebpf = loader
-            .load(OBJECT)
+            .load(object)
             .map_err(|e| DataplaneError::Load(Box::new(e)))?;
-        program_mut(&mut ebpf)?
-            .load()
-            .map_err(|source| DataplaneError::Verifier {
-                source: Box::new(source),
-            })?;
+        for name in programs {
+            program_mut(&mut ebpf, name)?
+                .load()
+                .map_err(|source| DataplaneError::Verifier {
+                    source: Box::new(source),
+                })?;
+        }
         let maps = Maps::take(&mut ebpf)?;
         Ok(Self {
             ebpf,
@@ -143,13 +157,23 @@ impl Dataplane {
 
     /// The filter program.
     pub fn program(&self) -> Result<&Xdp, DataplaneError> {
+        self.program_named(PROGRAM_NAME)
+    }
+
+    /// A program of the loaded object by name.
+    pub fn program_named(&self, name: &str) -> Result<&Xdp, DataplaneError> {
         let program = self
             .ebpf
-            .program(PROGRAM_NAME)
+            .program(name)
             .ok_or(DataplaneError::MissingProgram)?;
         program
             .try_into()
             .map_err(|_| DataplaneError::MissingProgram)
+    }
+
+    /// A map of the loaded object that is not one of the filter's (the benchmarks').
+    pub fn extra_map(&mut self, name: &str) -> Option<&mut aya::maps::Map> {
+        self.ebpf.map_mut(name)
     }
 
     /// Runs the loaded program once on `frame` (BPF_PROG_TEST_RUN) and returns the XDP
@@ -177,9 +201,9 @@ impl Dataplane {
     }
 }
 
-fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, DataplaneError> {
+fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp, DataplaneError> {
     let program = ebpf
-        .program_mut(PROGRAM_NAME)
+        .program_mut(name)
         .ok_or(DataplaneError::MissingProgram)?;
     program
         .try_into()

@@ -1,0 +1,80 @@
+//! `borderfilter-bench`: the measurements behind `cargo xtask bench` (see
+//! `docs/benchmarks.md`). Every comparison is measured side by side in the same run, on
+//! this machine, and reported as ratios as well as absolute figures.
+//!
+//! - `lists`: the prefix sets (realistic length mixes) and address samples;
+//! - `classify`: classification cost per packet, filter against a plain LPM trie;
+//! - `throughput`: frames per second through a veth pair, against a drop-all ceiling
+//!   and nftables;
+//! - `sync`: loading and changing a million prefixes, a single CLI change, memory,
+//!   scraping the counters of 10,000 orders;
+//! - `report`: the table and `target/bench/report.json`.
+
+mod classify;
+mod lists;
+mod netns;
+mod report;
+mod sync;
+mod throughput;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+/// The object with the benchmark programs, built beside the filter's.
+static BENCH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench.o"));
+
+pub struct Options {
+    pub quick: bool,
+    /// The `borderfilter` binary, for the daemon measurements.
+    pub borderfilter: PathBuf,
+    pub work_dir: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let mut quick = false;
+    let mut out = PathBuf::from("target/bench/report.json");
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--out" => out = PathBuf::from(args.next().context("--out needs a path")?),
+            "-h" | "--help" => {
+                println!("usage: borderfilter-bench [--quick] [--out PATH]   (as root; see docs/benchmarks.md)");
+                return Ok(());
+            }
+            other => anyhow::bail!("unknown argument {other:?} (try --help)"),
+        }
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        anyhow::bail!("the benchmarks load XDP programs and build network namespaces: run as root");
+    }
+    let borderfilter = std::env::current_exe()?.with_file_name("borderfilter");
+    let work_dir = PathBuf::from("/tmp/borderfilter-bench");
+    let _ = std::fs::remove_dir_all(&work_dir);
+    std::fs::create_dir_all(&work_dir)?;
+    let options = Options {
+        quick,
+        borderfilter,
+        work_dir,
+    };
+
+    let mut report = report::Report::new(quick);
+    eprintln!("classification cost per packet (BPF_PROG_TEST_RUN, random addresses)...");
+    report.classification = classify::run(&options)?;
+    eprintln!("throughput through a veth pair (live frames)...");
+    report.throughput = throughput::run(&options)?;
+    eprintln!("syncs, memory and scrapes...");
+    report.sync = sync::run(&options)?;
+    report.evaluate();
+    print!("{}", report.table());
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;
+    eprintln!("report written to {}", out.display());
+    let _ = std::fs::remove_dir_all(&options.work_dir);
+    Ok(())
+}

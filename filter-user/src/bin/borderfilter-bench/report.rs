@@ -1,0 +1,193 @@
+//! The benchmark report: a table for people and `report.json` with every figure, the
+//! machine and the date, and the targets of the fast-path issue checked against them.
+
+use serde::Serialize;
+
+use crate::{classify, sync, throughput};
+
+#[derive(Debug, Serialize)]
+pub struct Machine {
+    pub cpu: String,
+    pub cpus: usize,
+    pub kernel: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Target {
+    pub what: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub date: String,
+    pub quick: bool,
+    pub machine: Machine,
+    pub classification: Vec<classify::Row>,
+    pub throughput: Vec<throughput::Row>,
+    pub sync: sync::Sync,
+    pub targets: Vec<Target>,
+}
+
+fn machine() -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .and_then(|r| r.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let cpus = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    Machine { cpu, cpus, kernel }
+}
+
+impl Report {
+    pub fn new(quick: bool) -> Self {
+        let now = time::OffsetDateTime::now_utc();
+        Self {
+            date: now
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            quick,
+            machine: machine(),
+            classification: Vec::new(),
+            throughput: Vec::new(),
+            sync: sync::Sync::default(),
+            targets: Vec::new(),
+        }
+    }
+
+    /// Checks the targets of the fast-path issue against the figures.
+    pub fn evaluate(&mut self) {
+        let class = |stream: &str| {
+            self.classification
+                .iter()
+                .find(|r| r.family == 4 && r.prefixes == 1_000_000 && r.stream == stream)
+        };
+        if let Some(r) = class("uniform") {
+            self.targets.push(Target {
+                what: "IPv4, 1,000,000 prefixes, not blocked (uniform stream): at most 1/5 of the LPM baseline".into(),
+                measured: format!("{:.1} ns vs {:.1} ns: {:.3}x", r.filter_ns, r.baseline_ns, r.ratio),
+                met: r.ratio <= 0.2,
+            });
+        }
+        if let Some(r) = class("blocked") {
+            self.targets.push(Target {
+                what: "IPv4, 1,000,000 prefixes, blocked decision: no slower than the LPM baseline"
+                    .into(),
+                measured: format!(
+                    "{:.1} ns vs {:.1} ns: {:.3}x",
+                    r.filter_ns, r.baseline_ns, r.ratio
+                ),
+                met: r.ratio <= 1.0,
+            });
+        }
+        let thr = |c: &str| {
+            self.throughput
+                .iter()
+                .find(|r| r.mix == "all blocked" && r.contender == c)
+        };
+        if let (Some(ceiling), Some(bf), Some(nft)) = (
+            thr("ceiling (drop all)"),
+            thr("borderfilter"),
+            thr("nftables"),
+        ) {
+            self.targets.push(Target {
+                what: "veth, 100,000 prefixes, all blocked: extra cost at most 1/3 of nftables'"
+                    .into(),
+                measured: format!("{:.1} ns vs {:.1} ns", bf.extra_ns, nft.extra_ns),
+                met: bf.extra_ns <= nft.extra_ns / 3.0,
+            });
+            self.targets.push(Target {
+                what: "veth, 100,000 prefixes, all blocked: rate at least 75% of the ceiling"
+                    .into(),
+                measured: format!(
+                    "{:.2} of {:.2} Mpps: {:.0}%",
+                    bf.mpps,
+                    ceiling.mpps,
+                    100.0 * bf.mpps / ceiling.mpps
+                ),
+                met: bf.mpps >= 0.75 * ceiling.mpps,
+            });
+        }
+        let s = &self.sync;
+        self.targets.push(Target {
+            what: "1,000,000 prefixes load in under 3 seconds".into(),
+            measured: format!("{:.2} s", s.load_total_s),
+            met: s.load_total_s < 3.0,
+        });
+        self.targets.push(Target {
+            what: "a single CLI change is enforced within 100 ms at p99".into(),
+            measured: format!(
+                "p99 {:.1} ms (median {:.1} ms)",
+                s.block_add_p99_ms, s.block_add_median_ms
+            ),
+            met: s.block_add_p99_ms <= 100.0,
+        });
+    }
+
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "\nborderfilter benchmarks, {} ({}), {} x {}, kernel {}\n\n",
+            self.date,
+            if self.quick { "quick" } else { "full" },
+            self.machine.cpus,
+            self.machine.cpu,
+            self.machine.kernel
+        );
+        out += "Classification cost per packet (ns, random addresses, minus drawing them)\n";
+        out += "family  prefixes   stream    borderfilter  LPM trie  ratio\n";
+        for r in &self.classification {
+            out += &format!(
+                "IPv{}    {:>9}  {:<8}  {:>12.1}  {:>8.1}  {:>5.2}\n",
+                r.family, r.prefixes, r.stream, r.filter_ns, r.baseline_ns, r.ratio
+            );
+        }
+        out += "\nThroughput through a veth pair, 100,000 prefixes (Mpps; extra ns per frame over the ceiling)\n";
+        out += "mix          contender            Mpps   extra ns\n";
+        for r in &self.throughput {
+            out += &format!(
+                "{:<12} {:<19} {:>6.2}   {:>8.1}\n",
+                r.mix, r.contender, r.mpps, r.extra_ns
+            );
+        }
+        let s = &self.sync;
+        out += &format!(
+            "\nSync: 1,000,000 prefixes load in {:.2} s (check {:.2}, compile {:.2}, plan {:.2}, apply {:.2}); a 1% change in {:.2} s\n",
+            s.load_total_s, s.load_check_s, s.load_compile_s, s.load_plan_s, s.load_apply_s, s.change_total_s
+        );
+        out += &format!(
+            "      block add until enforced: median {:.1} ms, p99 {:.1} ms over {} tries\n",
+            s.block_add_median_ms, s.block_add_p99_ms, s.block_add_tries
+        );
+        out += &format!(
+            "Memory: {:.0} bytes of kernel map memory per prefix at 1,000,000 ({} MiB)\n",
+            s.memory_bytes_per_prefix,
+            s.memory_bytes >> 20
+        );
+        out += &format!(
+            "Scrape: counters of {} orders read in {:.1} ms (median of 10)\n",
+            s.scrape_orders, s.scrape_median_ms
+        );
+        out += "\nTargets\n";
+        for t in &self.targets {
+            out += &format!(
+                "  [{}] {}: {}\n",
+                if t.met { "met" } else { "MISSED" },
+                t.what,
+                t.measured
+            );
+        }
+        out
+    }
+}
