@@ -84,6 +84,27 @@ pub struct Compiled {
     pub order_of_rule: BTreeMap<u32, String>,
     /// Each order's state at the moment of compilation, in list order.
     pub states: Vec<(String, OrderState)>,
+    /// The rule number of each order, in list order.
+    pub rule_of_order: Vec<u32>,
+    /// What lists each entry's prefix: exceptions, and orders in force. Kept so that a
+    /// small change can be compiled without going through the whole list again.
+    pub listers: HashMap<Prefix, Vec<Lister>>,
+}
+
+/// What lists a prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Lister {
+    Exception,
+    /// An order in force, by its index in the list.
+    Order(usize),
+}
+
+/// A change to what lists a prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListingChange {
+    pub prefix: Prefix,
+    pub lister: Lister,
+    pub added: bool,
 }
 
 impl Compiled {
@@ -123,6 +144,80 @@ impl Candidate {
 struct Inherited {
     covered_by_exception: bool,
     best: [Option<Candidate>; 2],
+}
+
+impl Inherited {
+    /// The state of a node with `listers`, below a parent in state `self`.
+    fn below(self, prefix: &Prefix, listers: &[Lister], list: &OrderList) -> Inherited {
+        if listers.contains(&Lister::Exception) {
+            // Orders count only with a prefix longer than the longest exception, so an
+            // exception here hides everything above it and the orders listing this very
+            // prefix.
+            return Inherited {
+                covered_by_exception: true,
+                best: [None, None],
+            };
+        }
+        let mut state = self;
+        for lister in listers {
+            let Lister::Order(index) = lister else {
+                continue;
+            };
+            let order = &list.orders[*index];
+            let candidate = Candidate {
+                strictness: order.action.strictness(),
+                length: prefix.length(),
+                order: *index,
+            };
+            for (slot, side) in Side::BOTH.iter().enumerate() {
+                if order.direction().covers(*side)
+                    && state.best[slot].is_none_or(|b| candidate.beats(&b))
+                {
+                    state.best[slot] = Some(candidate);
+                }
+            }
+        }
+        state
+    }
+
+    fn entry(&self, rule_of_order: &[u32]) -> Entry {
+        let rule = |slot: usize| match self.best[slot] {
+            Some(c) => rule_of_order[c.order],
+            None if self.covered_by_exception => EXCEPTION_RULE,
+            None => NO_RULE,
+        };
+        Entry {
+            dst_rule: rule(0),
+            src_rule: rule(1),
+        }
+    }
+
+    /// The state a node's entry stands for, read back from the entry. A candidate's
+    /// length is only ever compared with strictly longer prefixes below it, so any
+    /// shorter length stands in for it.
+    fn of_entry(
+        entry: &Entry,
+        order_of_rule_number: &HashMap<u32, usize>,
+        list: &OrderList,
+    ) -> Inherited {
+        let mut state = Inherited::default();
+        for (slot, rule) in [entry.dst_rule, entry.src_rule].into_iter().enumerate() {
+            match rule {
+                NO_RULE => {}
+                EXCEPTION_RULE => state.covered_by_exception = true,
+                n => {
+                    if let Some(&index) = order_of_rule_number.get(&n) {
+                        state.best[slot] = Some(Candidate {
+                            strictness: list.orders[index].action.strictness(),
+                            length: 0,
+                            order: index,
+                        });
+                    }
+                }
+            }
+        }
+        state
+    }
 }
 
 /// Compiles `list` as it stands at `now`, reusing the rule numbers of `numbering`.
@@ -174,10 +269,6 @@ pub fn compile(
     }
 
     // Every listed prefix with what lists it: exceptions, and orders in force.
-    enum Lister {
-        Exception,
-        Order(usize),
-    }
     let mut items: Vec<(Prefix, Lister)> = Vec::new();
     for e in &list.exceptions {
         items.push((e.prefix.value, Lister::Exception));
@@ -204,54 +295,135 @@ pub fn compile(
         while j < items.len() && items[j].0 == prefix {
             j += 1;
         }
-        let group = &items[i..j];
+        let mut listers: Vec<Lister> = items[i..j].iter().map(|(_, l)| *l).collect();
+        listers.sort_unstable();
         i = j;
 
         while stack.last().is_some_and(|(p, _)| !p.contains(&prefix)) {
             stack.pop();
         }
-        let mut state = stack.last().map(|(_, s)| *s).unwrap_or_default();
-        if group.iter().any(|(_, l)| matches!(l, Lister::Exception)) {
-            // Orders count only with a prefix longer than the longest exception, so an
-            // exception here hides everything above it and the orders listing this very
-            // prefix.
-            state = Inherited {
-                covered_by_exception: true,
-                best: [None, None],
-            };
-        } else {
-            for (_, lister) in group {
-                let Lister::Order(index) = lister else {
-                    continue;
-                };
-                let order = &list.orders[*index];
-                let candidate = Candidate {
-                    strictness: order.action.strictness(),
-                    length: prefix.length(),
-                    order: *index,
-                };
-                for (slot, side) in Side::BOTH.iter().enumerate() {
-                    if order.direction().covers(*side)
-                        && state.best[slot].is_none_or(|b| candidate.beats(&b))
-                    {
-                        state.best[slot] = Some(candidate);
+        let parent = stack.last().map(|(_, s)| *s).unwrap_or_default();
+        let state = parent.below(&prefix, &listers, list);
+        out.entries.insert(prefix, state.entry(&rule_of_order));
+        out.listers.insert(prefix, listers);
+        stack.push((prefix, state));
+    }
+    out.rule_of_order = rule_of_order;
+    Ok(out)
+}
+
+impl Compiled {
+    /// Gives a new order (appended at `index`) a rule number that is free both here and
+    /// in the data plane (`numbering`), and records its state at `now`.
+    pub fn add_order(
+        &mut self,
+        list: &OrderList,
+        index: usize,
+        numbering: &Numbering,
+        now: OffsetDateTime,
+    ) -> Result<u32, CompileError> {
+        let order = &list.orders[index];
+        let owner = fingerprint(&order.id);
+        let taken: HashSet<u32> = numbering.by_owner.values().copied().collect();
+        let number = (FIRST_ORDER_RULE..filter_common::maps::RULE_CAPACITY)
+            .find(|n| !taken.contains(n) && !self.rules.contains_key(n))
+            .ok_or(CompileError::TooManyOrders {
+                orders: list.orders.len(),
+                room: filter_common::maps::RULE_CAPACITY - FIRST_ORDER_RULE,
+            })?;
+        self.rules
+            .insert(number, Rule::new(order.action.code(), owner));
+        self.order_of_rule.insert(number, order.id.clone());
+        self.rule_of_order.push(number);
+        self.states.push((order.id.clone(), order.state(now)));
+        Ok(number)
+    }
+
+    /// Applies listing changes and recompiles only what they touch: each changed prefix
+    /// and the listed prefixes inside it, each from its parent's entry. Returns the
+    /// entries that changed (`None`: no longer listed).
+    pub fn recompile(
+        &mut self,
+        list: &OrderList,
+        changes: &[ListingChange],
+    ) -> BTreeMap<Prefix, Option<Entry>> {
+        for c in changes {
+            let listers = self.listers.entry(c.prefix).or_default();
+            if c.added {
+                if !listers.contains(&c.lister) {
+                    listers.push(c.lister);
+                    listers.sort_unstable();
+                }
+            } else {
+                listers.retain(|l| *l != c.lister);
+            }
+        }
+        let order_of_rule_number: HashMap<u32, usize> = self
+            .rule_of_order
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (*n, i))
+            .collect();
+        let mut roots: Vec<Prefix> = changes.iter().map(|c| c.prefix).collect();
+        roots.sort_unstable();
+        roots.dedup();
+        let mut out = BTreeMap::new();
+        for root in roots {
+            // The root and every listed prefix inside it, parents before children.
+            let end = Prefix::new_truncating(last_address(&root), root.family().bits());
+            let mut nodes: Vec<Prefix> = std::iter::once(root)
+                .chain(
+                    self.entries
+                        .range(root..=end)
+                        .map(|(p, _)| *p)
+                        .filter(|p| *p != root && root.contains(p)),
+                )
+                .collect();
+            nodes.dedup();
+            for node in nodes {
+                let listers = self.listers.get(&node).cloned().unwrap_or_default();
+                if listers.is_empty() {
+                    self.listers.remove(&node);
+                    if self.entries.remove(&node).is_some() {
+                        out.insert(node, None);
                     }
+                    continue;
+                }
+                let parent = self.parent_entry(&node);
+                let inherited = parent.map_or_else(Inherited::default, |e| {
+                    Inherited::of_entry(&e, &order_of_rule_number, list)
+                });
+                let entry = inherited
+                    .below(&node, &listers, list)
+                    .entry(&self.rule_of_order);
+                if self.entries.insert(node, entry) != Some(entry) {
+                    out.insert(node, Some(entry));
                 }
             }
         }
-        let rule = |slot: usize| match state.best[slot] {
-            Some(c) => rule_of_order[c.order],
-            None if state.covered_by_exception => EXCEPTION_RULE,
-            None => NO_RULE,
-        };
-        out.entries.insert(
-            prefix,
-            Entry {
-                dst_rule: rule(0),
-                src_rule: rule(1),
-            },
-        );
-        stack.push((prefix, state));
+        out
     }
-    Ok(out)
+
+    /// The entry of the longest listed prefix strictly containing `p`.
+    fn parent_entry(&self, p: &Prefix) -> Option<Entry> {
+        (0..p.length()).rev().find_map(|len| {
+            self.entries
+                .get(&Prefix::new_truncating(p.addr(), len))
+                .copied()
+        })
+    }
+}
+
+/// The last address of `p`.
+fn last_address(p: &Prefix) -> std::net::IpAddr {
+    match p.addr() {
+        std::net::IpAddr::V4(a) => {
+            let host = u32::MAX.checked_shr(u32::from(p.length())).unwrap_or(0);
+            std::net::IpAddr::V4((u32::from(a) | host).into())
+        }
+        std::net::IpAddr::V6(a) => {
+            let host = u128::MAX.checked_shr(u32::from(p.length())).unwrap_or(0);
+            std::net::IpAddr::V6((u128::from(a) | host).into())
+        }
+    }
 }

@@ -163,21 +163,53 @@ impl Entries for BTreeMap<Prefix, Entry> {
     }
 }
 
-/// The entries between the upserts and the removals of a sync.
-pub struct Overlay<'a> {
+/// The entries between the upserts and the removals of a sync: old and new overlaid,
+/// new values winning.
+pub struct Overlay<'a, N: Entries> {
     pub old: &'a BTreeMap<Prefix, Entry>,
-    pub new: &'a BTreeMap<Prefix, Entry>,
+    pub new: &'a N,
 }
 
-impl Entries for Overlay<'_> {
+impl<N: Entries> Entries for Overlay<'_, N> {
     fn get(&self, p: &Prefix) -> Option<Entry> {
-        self.new.get(p).or_else(|| self.old.get(p)).copied()
+        self.new.get(p).or_else(|| self.old.get(p).copied())
     }
 
     fn inside(&self, block: u32) -> Vec<(Prefix, Entry)> {
         let mut all: BTreeMap<Prefix, Entry> = self.old.inside(block).into_iter().collect();
         all.extend(self.new.inside(block));
         all.into_iter().collect()
+    }
+}
+
+/// A map with changes on top (`None`: removed), read without copying the map.
+pub struct Patched<'a> {
+    pub base: &'a BTreeMap<Prefix, Entry>,
+    pub changes: &'a BTreeMap<Prefix, Option<Entry>>,
+}
+
+impl Entries for Patched<'_> {
+    fn get(&self, p: &Prefix) -> Option<Entry> {
+        match self.changes.get(p) {
+            Some(change) => *change,
+            None => self.base.get(p).copied(),
+        }
+    }
+
+    fn inside(&self, block: u32) -> Vec<(Prefix, Entry)> {
+        let mut all: BTreeMap<Prefix, Option<Entry>> = self
+            .base
+            .inside(block)
+            .into_iter()
+            .map(|(p, e)| (p, Some(e)))
+            .collect();
+        all.extend(
+            self.changes
+                .range(range(block))
+                .filter(|(p, _)| u32::from(p.length()) >= SLOT_LEN)
+                .map(|(p, e)| (*p, *e)),
+        );
+        all.into_iter().filter_map(|(p, e)| Some((p, e?))).collect()
     }
 }
 
@@ -298,19 +330,24 @@ pub struct FastPlan {
     pub v4_hint_clear: Vec<u32>,
     pub v6_hint_clear: Vec<u32>,
     pub slot_deletes: Vec<u32>,
-    /// What the maps hold afterwards.
-    pub result: FastState,
+    /// The slot of every block the plan touches once it is applied (`None`: no slot).
+    finals: Vec<(u32, Option<Slot>)>,
+    /// The whole end state, when the plan derived it.
+    end: Option<Box<FastState>>,
 }
 
 /// Above this share of changed entries, the whole fast path is derived again rather
 /// than block by block.
 const INCREMENTAL_LIMIT: usize = 8;
 
+/// A block's slot and hint bit, in the middle of the sync and at its end.
+type BlockStates = [(Option<Slot>, bool); 2];
+
 impl FastPlan {
     /// The steps from `current` (what the maps hold, derived from `old`) to the fast path
-    /// of `new`. `upserts` and `removals` are the entry changes between the two.
-    /// With `rebuild`, `current` is not trusted to be derived from `old` (a sync was
-    /// interrupted) and every part is compared with a fresh derivation.
+    /// of `new`, given the entry changes between them. With `rebuild`, `current` is not
+    /// trusted to be derived from `old` (a sync was interrupted) and every part is
+    /// compared with a fresh derivation.
     pub fn between(
         current: &FastState,
         old: &BTreeMap<Prefix, Entry>,
@@ -319,95 +356,162 @@ impl FastPlan {
         removals: &[Prefix],
         rebuild: bool,
     ) -> Self {
-        let changed: Vec<Prefix> = upserts
+        let changed = upserts.len() + removals.len();
+        let broad = upserts
             .iter()
-            .map(|(p, _)| *p)
-            .chain(removals.iter().copied())
-            .collect();
-        let broad_change = changed
-            .iter()
+            .map(|(p, _)| p)
+            .chain(removals)
             .any(|p| v4(p).is_some_and(|(_, len)| len < MIN_SLOTTED_LEN));
-        let full = rebuild
-            || broad_change
-            || changed.len() * INCREMENTAL_LIMIT > new.len().max(old.len()).max(1);
-        if full {
-            // Derive the middle (old and new entries) and the end (new entries) whole.
-            let mid = if removals.is_empty() {
-                FastState::derive(new)
-            } else {
-                let mut overlay = old.clone();
-                overlay.extend(new.iter().map(|(p, e)| (*p, *e)));
-                FastState::derive(&overlay)
-            };
-            let end = if removals.is_empty() {
-                None
-            } else {
-                Some(FastState::derive(new))
-            };
-            let end_ref = end.as_ref().unwrap_or(&mid);
-            let mut all: Vec<u32> = current
-                .slots
-                .keys()
-                .chain(mid.slots.keys())
-                .copied()
-                .collect();
-            all.sort_unstable();
-            all.dedup();
-            let state = |b: &u32| {
-                [
-                    (mid.slots.get(b).copied(), bit(&mid.v4_hint, *b)),
-                    (end_ref.slots.get(b).copied(), bit(&end_ref.v4_hint, *b)),
-                ]
-            };
-            return Self::assemble(
-                current,
-                old,
-                &all,
-                state,
-                upserts,
-                removals,
-                Some((&mid, end_ref)),
-            );
+        if rebuild || broad || changed * INCREMENTAL_LIMIT > new.len().max(old.len()).max(1) {
+            Self::derived(current, old, new, upserts, removals)
+        } else {
+            Self::incremental(current, old, new, upserts, removals)
         }
-        // Block by block: only the /24s the changed entries touch.
+    }
+
+    /// The steps for a few changes, looking only at the /24 blocks they touch. `new` is
+    /// the entries once the changes are made (the map, or the old one with the changes
+    /// on top). Changes to prefixes broader than /16 must go through [`FastPlan::between`].
+    pub fn incremental(
+        current: &FastState,
+        old: &BTreeMap<Prefix, Entry>,
+        new: &impl Entries,
+        upserts: &[(Prefix, Entry)],
+        removals: &[Prefix],
+    ) -> Self {
         let overlay = Overlay { old, new };
         let mut touched: Vec<u32> = Vec::new();
-        for p in &changed {
+        for p in upserts.iter().map(|(p, _)| p).chain(removals) {
             if let Some((addr, len)) = v4(p) {
                 touched.extend(blocks(addr, len));
             }
         }
         touched.sort_unstable();
         touched.dedup();
-        let states: IntMap<u32, [(Option<Slot>, bool); 2]> = touched
+        let states: IntMap<u32, BlockStates> = touched
             .iter()
             .map(|b| (*b, [slot_of(&overlay, *b), slot_of(new, *b)]))
             .collect();
-        Self::assemble(
-            current,
-            old,
-            &touched,
-            |b| states[b],
-            upserts,
-            removals,
-            None,
-        )
+        let mut plan = Self::blocks(current, old, &touched, |b| states[b], true);
+        for (p, e) in upserts {
+            if let Some((addr, len)) = v4(p).filter(|(_, len)| *len > SLOT_LEN) {
+                plan.long_upserts.push((long_key(addr, len), *e));
+            }
+        }
+        plan.long_upserts
+            .sort_by_key(|(k, _)| std::cmp::Reverse(k.len));
+        for p in removals {
+            if let Some((addr, len)) = v4(p).filter(|(_, len)| *len > SLOT_LEN) {
+                plan.long_removals.push(long_key(addr, len));
+            }
+        }
+        // IPv6: bits for new entries are set; bits of removed ones are left (a stale bit
+        // only sends a lookup to the trie, which answers right) until a full derivation.
+        let mut fill = false;
+        for (p, _) in upserts {
+            match v6_bits(p) {
+                Some(bits) => plan
+                    .v6_hint_set
+                    .extend(bits.into_iter().filter(|b| !bit(&current.v6_hint, *b))),
+                None => fill = true,
+            }
+        }
+        if fill {
+            plan.v6_hint_set = (0..HINT_WORDS * 64)
+                .filter(|b| !bit(&current.v6_hint, *b))
+                .collect();
+        }
+        plan.v6_hint_set.sort_unstable();
+        plan.v6_hint_set.dedup();
+        plan
     }
 
-    /// Builds the steps for `blocks`, given each block's middle and end state.
-    fn assemble(
+    /// The steps when the fast path is derived whole, in the middle and at the end.
+    fn derived(
+        current: &FastState,
+        old: &BTreeMap<Prefix, Entry>,
+        new: &BTreeMap<Prefix, Entry>,
+        upserts: &[(Prefix, Entry)],
+        removals: &[Prefix],
+    ) -> Self {
+        let _ = upserts;
+        let mid = if removals.is_empty() {
+            FastState::derive(new)
+        } else {
+            let mut overlay = old.clone();
+            overlay.extend(new.iter().map(|(p, e)| (*p, *e)));
+            FastState::derive(&overlay)
+        };
+        let end = if removals.is_empty() {
+            None
+        } else {
+            Some(FastState::derive(new))
+        };
+        let end_ref = end.as_ref().unwrap_or(&mid);
+        let mut all: Vec<u32> = current
+            .slots
+            .keys()
+            .chain(mid.slots.keys())
+            .copied()
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        let state = |b: &u32| {
+            [
+                (mid.slots.get(b).copied(), bit(&mid.v4_hint, *b)),
+                (end_ref.slots.get(b).copied(), bit(&end_ref.v4_hint, *b)),
+            ]
+        };
+        let mut plan = Self::blocks(current, old, &all, state, false);
+        // Whole bitmaps compared: also blocks without slots (broad entries), and bits an
+        // interrupted sync left behind.
+        plan.v4_hint_set = changed_bits(&current.v4_hint, &mid.v4_hint, |cur, m| m & !cur);
+        let was: Vec<u64> = current
+            .v4_hint
+            .iter()
+            .zip(&mid.v4_hint)
+            .map(|(c, m)| c | m)
+            .collect();
+        plan.v4_hint_clear = changed_bits(&was, &end_ref.v4_hint, |was, e| was & !e);
+        plan.long_upserts = mid
+            .long
+            .iter()
+            .filter(|(k, e)| current.long.get(*k) != Some(*e))
+            .map(|(k, e)| (*k, *e))
+            .collect();
+        plan.long_upserts
+            .sort_by_key(|(k, _)| std::cmp::Reverse(k.len));
+        let mut gone: Vec<LongKey> = current
+            .long
+            .keys()
+            .chain(mid.long.keys())
+            .filter(|k| !end_ref.long.contains_key(*k))
+            .copied()
+            .collect();
+        gone.sort_unstable();
+        gone.dedup();
+        plan.long_removals = gone;
+        plan.v6_hint_set = changed_bits(&current.v6_hint, &mid.v6_hint, |cur, m| m & !cur);
+        let was: Vec<u64> = current
+            .v6_hint
+            .iter()
+            .zip(&mid.v6_hint)
+            .map(|(c, m)| c | m)
+            .collect();
+        plan.v6_hint_clear = changed_bits(&was, &end_ref.v6_hint, |was, e| was & !e);
+        plan.end = Some(Box::new(end.unwrap_or(mid)));
+        plan
+    }
+
+    /// Steps 0, 2, 4 and 5 for `blocks` (and their hint bits, with `hints`).
+    fn blocks(
         current: &FastState,
         old: &BTreeMap<Prefix, Entry>,
         blocks: &[u32],
-        state: impl Fn(&u32) -> [(Option<Slot>, bool); 2],
-        upserts: &[(Prefix, Entry)],
-        removals: &[Prefix],
-        derived: Option<(&FastState, &FastState)>,
+        state: impl Fn(&u32) -> BlockStates,
+        hints: bool,
     ) -> Self {
-        let mut plan = FastPlan {
-            result: current.clone(),
-            ..Self::default()
-        };
+        let mut plan = FastPlan::default();
         for &b in blocks {
             let [(mid_slot, mid_hint), (new_slot, new_hint)] = state(&b);
             let cur_slot = current.slots.get(&b).copied();
@@ -438,7 +542,7 @@ impl FastPlan {
             if let Some(w) = widened {
                 plan.widen.push((b, w));
             }
-            if derived.is_none() && mid_hint && !cur_hint {
+            if hints && mid_hint && !cur_hint {
                 plan.v4_hint_set.push(b);
             }
             // Step 2.
@@ -454,116 +558,56 @@ impl FastPlan {
                 None if mid_slot.is_some() || cur_slot.is_some() => plan.slot_deletes.push(b),
                 None => {}
             }
-            if derived.is_none() && !new_hint && (mid_hint || cur_hint) {
+            if hints && !new_hint && (mid_hint || cur_hint) {
                 plan.v4_hint_clear.push(b);
             }
-            match new_slot {
-                Some(s) => plan.result.slots.insert(b, s),
-                None => plan.result.slots.remove(&b),
-            };
+            plan.finals.push((b, new_slot));
         }
-        match derived {
-            Some((mid, end)) => {
-                // Whole bitmaps compared, which also covers blocks without slots (broad
-                // entries) and bits an interrupted sync left behind.
-                plan.v4_hint_set = changed_bits(&current.v4_hint, &mid.v4_hint, |cur, m| m & !cur);
-                let was: Vec<u64> = current
-                    .v4_hint
-                    .iter()
-                    .zip(&mid.v4_hint)
-                    .map(|(c, m)| c | m)
-                    .collect();
-                plan.v4_hint_clear = changed_bits(&was, &end.v4_hint, |was, e| was & !e);
-                plan.result.v4_hint = end.v4_hint.clone();
-                // Long entries, compared map to map.
-                plan.long_upserts = mid
-                    .long
-                    .iter()
-                    .filter(|(k, e)| current.long.get(*k) != Some(*e))
-                    .map(|(k, e)| (*k, *e))
-                    .collect();
-                let mut gone: Vec<LongKey> = current
-                    .long
-                    .keys()
-                    .chain(mid.long.keys())
-                    .filter(|k| !end.long.contains_key(*k))
-                    .copied()
-                    .collect();
-                gone.sort_unstable();
-                gone.dedup();
-                plan.long_removals = gone;
-                plan.result.long = end.long.clone();
-            }
-            None => {
-                for &b in &plan.v4_hint_set {
-                    set_bit(&mut plan.result.v4_hint, b);
-                }
-                for &b in &plan.v4_hint_clear {
-                    plan.result.v4_hint[(b >> 6) as usize] &= !(1 << (b & 63));
-                }
-                for (p, e) in upserts {
-                    if let Some((addr, len)) = v4(p).filter(|(_, len)| *len > SLOT_LEN) {
-                        plan.long_upserts.push((long_key(addr, len), *e));
-                        plan.result.long.insert(long_key(addr, len), *e);
-                    }
-                }
-                for p in removals {
-                    if let Some((addr, len)) = v4(p).filter(|(_, len)| *len > SLOT_LEN) {
-                        plan.long_removals.push(long_key(addr, len));
-                        plan.result.long.remove(&long_key(addr, len));
-                    }
-                }
-            }
-        }
-        plan.long_upserts
-            .sort_by_key(|(k, _)| std::cmp::Reverse(k.len));
-
-        // IPv6 hints: set before the trie changes, clear after.
-        let v6_end = derived.map(|(_, end)| end.v6_hint.clone());
-        plan.plan_v6(current, upserts, removals, v6_end);
         plan
     }
 
-    fn plan_v6(
-        &mut self,
-        current: &FastState,
-        upserts: &[(Prefix, Entry)],
-        removals: &[Prefix],
-        derived_end: Option<Vec<u64>>,
-    ) {
-        let mut fill = false;
-        if let Some(end) = &derived_end {
-            // Every bit the end state needs, whatever changed.
-            self.v6_hint_set = changed_bits(&current.v6_hint, end, |cur, e| e & !cur);
+    /// Brings `mirror` (what the maps held) to what they hold once this plan is applied.
+    pub fn update(&self, mirror: &mut FastState) {
+        if let Some(end) = &self.end {
+            *mirror = (**end).clone();
+            return;
         }
-        for (p, _) in upserts {
-            match v6_bits(p) {
-                Some(bits) => self
-                    .v6_hint_set
-                    .extend(bits.into_iter().filter(|b| !bit(&current.v6_hint, *b))),
-                None => fill = true,
-            }
+        for (b, slot) in &self.finals {
+            match slot {
+                Some(s) => mirror.slots.insert(*b, *s),
+                None => mirror.slots.remove(b),
+            };
         }
-        if fill {
-            self.v6_hint_set = (0..HINT_WORDS * 64)
-                .filter(|b| !bit(&current.v6_hint, *b))
-                .collect();
+        for (k, e) in &self.long_upserts {
+            mirror.long.insert(*k, *e);
         }
-        self.v6_hint_set.sort_unstable();
-        self.v6_hint_set.dedup();
+        for k in &self.long_removals {
+            mirror.long.remove(k);
+        }
+        for b in &self.v4_hint_set {
+            set_bit(&mut mirror.v4_hint, *b);
+        }
+        for b in &self.v4_hint_clear {
+            mirror.v4_hint[(*b >> 6) as usize] &= !(1 << (*b & 63));
+        }
         for b in &self.v6_hint_set {
-            set_bit(&mut self.result.v6_hint, *b);
+            set_bit(&mut mirror.v6_hint, *b);
         }
-        // Clearing needs the whole picture: a bit stays while any entry needs it. Only
-        // removals can free bits; they are recomputed from the end state when known.
-        if let Some(end) = derived_end {
-            self.v6_hint_clear = changed_bits(&self.result.v6_hint, &end, |cur, e| cur & !e);
-            self.result.v6_hint = end;
-        } else if removals.iter().any(|p| p.addr().is_ipv6()) {
-            // Incremental: bits of removed IPv6 entries are left set. A stale bit only
-            // sends a lookup to the trie, which answers correctly; the next full
-            // derivation clears it.
+        for b in &self.v6_hint_clear {
+            mirror.v6_hint[(*b >> 6) as usize] &= !(1 << (*b & 63));
         }
+    }
+
+    /// How many slots the IPv4 index holds once the plan is applied, given `current`.
+    pub fn slots_after(&self, current: &FastState) -> usize {
+        if let Some(end) = &self.end {
+            return end.slots.len();
+        }
+        let mut n = current.slots.len() as isize;
+        for (b, slot) in &self.finals {
+            n += isize::from(slot.is_some()) - isize::from(current.slots.contains_key(b));
+        }
+        n.max(0) as usize
     }
 
     pub fn is_empty(&self) -> bool {

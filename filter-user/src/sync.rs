@@ -20,7 +20,7 @@ use filter_common::{action, Entry, Rule};
 use crate::{
     compile::Compiled,
     dataplane::{DataplaneError, Maps},
-    fastpath::{FastPlan, FastState},
+    fastpath::{FastPlan, FastState, Patched},
     prefix::{Family, Prefix},
 };
 
@@ -139,25 +139,7 @@ impl Plan {
     /// with a fresh derivation instead of being trusted (after an interrupted sync).
     pub fn between_checked(current: &Snapshot, target: &Snapshot, rebuild: bool) -> Self {
         let mut plan = Plan::default();
-        for (&number, rule) in &target.rules {
-            match current.rules.get(&number) {
-                None => plan.rules_first.push((number, *rule, true)),
-                Some(old) if old == rule => {}
-                Some(old) if old.owner != rule.owner => {
-                    plan.rules_first.push((number, *rule, true))
-                }
-                Some(old) if action::blocks(old.action) && !action::blocks(rule.action) => {
-                    plan.rules_weakened.push((number, *rule))
-                }
-                Some(_) => plan.rules_first.push((number, *rule, false)),
-            }
-        }
-        plan.rules_freed = current
-            .rules
-            .keys()
-            .filter(|n| !target.rules.contains_key(n))
-            .copied()
-            .collect();
+        plan.plan_rules(current, &target.rules);
         for (prefix, entry) in &target.entries {
             match current.entries.get(prefix) {
                 Some(old) if old == entry => {}
@@ -187,13 +169,110 @@ impl Plan {
         plan
     }
 
-    /// What the data plane holds once the plan is applied.
-    pub fn result(&self, target: &Snapshot) -> Snapshot {
-        Snapshot {
-            entries: target.entries.clone(),
-            rules: target.rules.clone(),
-            fast: self.fast.result.clone(),
+    /// Phases 1, 4 and 5: the rule slots that differ between `current` and `rules`.
+    fn plan_rules(&mut self, current: &Snapshot, rules: &BTreeMap<u32, Rule>) {
+        for (&number, rule) in rules {
+            match current.rules.get(&number) {
+                None => self.rules_first.push((number, *rule, true)),
+                Some(old) if old == rule => {}
+                Some(old) if old.owner != rule.owner => {
+                    self.rules_first.push((number, *rule, true))
+                }
+                Some(old) if action::blocks(old.action) && !action::blocks(rule.action) => {
+                    self.rules_weakened.push((number, *rule))
+                }
+                Some(_) => self.rules_first.push((number, *rule, false)),
+            }
         }
+        self.rules_freed = current
+            .rules
+            .keys()
+            .filter(|n| !rules.contains_key(n))
+            .copied()
+            .collect();
+    }
+
+    /// Brings `held` (what the maps held) to what they hold once this plan is applied.
+    pub fn update(&self, held: &mut Snapshot) {
+        for (number, rule, _) in &self.rules_first {
+            held.rules.insert(*number, *rule);
+        }
+        for (number, rule) in &self.rules_weakened {
+            held.rules.insert(*number, *rule);
+        }
+        for number in &self.rules_freed {
+            held.rules.remove(number);
+        }
+        for (prefix, entry) in &self.upserts {
+            held.entries.insert(*prefix, *entry);
+        }
+        for prefix in &self.removals {
+            held.entries.remove(prefix);
+        }
+        self.fast.update(&mut held.fast);
+    }
+
+    /// The plan for a few entry changes (`None`: removed) and the rules `rules`, on top
+    /// of `current`, without comparing whole maps.
+    pub fn for_changes(
+        current: &Snapshot,
+        changes: &BTreeMap<Prefix, Option<Entry>>,
+        rules: &BTreeMap<u32, Rule>,
+    ) -> Self {
+        let mut plan = Plan::default();
+        plan.plan_rules(current, rules);
+        for (prefix, change) in changes {
+            match (change, current.entries.get(prefix)) {
+                (Some(e), Some(old)) if e == old => {}
+                (Some(e), Some(_)) => plan.upserts.push((*prefix, *e)),
+                (Some(e), None) => {
+                    plan.upserts.push((*prefix, *e));
+                    plan.added += 1;
+                }
+                (None, Some(_)) => plan.removals.push(*prefix),
+                (None, None) => {}
+            }
+        }
+        plan.upserts
+            .sort_by_key(|(p, _)| std::cmp::Reverse(p.length()));
+        let broad = plan
+            .upserts
+            .iter()
+            .map(|(p, _)| p)
+            .chain(&plan.removals)
+            .any(|p| {
+                p.addr().is_ipv4() && u32::from(p.length()) < filter_common::maps::MIN_SLOTTED_LEN
+            });
+        plan.fast = if broad {
+            let mut new = current.entries.clone();
+            for (p, e) in changes {
+                match e {
+                    Some(e) => new.insert(*p, *e),
+                    None => new.remove(p),
+                };
+            }
+            FastPlan::between(
+                &current.fast,
+                &current.entries,
+                &new,
+                &plan.upserts,
+                &plan.removals,
+                false,
+            )
+        } else {
+            let new = Patched {
+                base: &current.entries,
+                changes,
+            };
+            FastPlan::incremental(
+                &current.fast,
+                &current.entries,
+                &new,
+                &plan.upserts,
+                &plan.removals,
+            )
+        };
+        plan
     }
 
     pub fn is_empty(&self) -> bool {

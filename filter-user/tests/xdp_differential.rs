@@ -4,7 +4,7 @@
 mod common;
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
@@ -351,32 +351,49 @@ fn the_fast_path_stays_exact_through_small_changes() {
     for round in 0..60 {
         let current = Snapshot::read(dp.maps()).expect("reading the maps");
         let mut target = current.clone();
+        let mut changes = BTreeMap::new();
         for _ in 0..rng.random_range(1..6) {
             match rng.random_range(0..3) {
                 0 if !entries.is_empty() => {
                     let gone = entries.swap_remove(rng.random_range(0..entries.len()));
                     target.entries.remove(&gone.prefix);
+                    changes.insert(gone.prefix, None);
                 }
                 1 if !entries.is_empty() => {
                     let i = rng.random_range(0..entries.len());
                     entries[i].entry.dst_rule = rng.random_range(0..RULES);
                     target.entries.insert(entries[i].prefix, entries[i].entry);
+                    changes.insert(entries[i].prefix, Some(entries[i].entry));
                 }
                 _ => {
                     let new = random_entries(&mut rng, 1)[0];
                     entries.retain(|e| e.prefix != new.prefix);
                     entries.push(new);
                     target.entries.insert(new.prefix, new.entry);
+                    changes.insert(new.prefix, Some(new.entry));
                 }
             }
         }
-        let plan = Plan::between(&current, &target);
+        // Half the rounds compare whole snapshots, half plan from the changes alone
+        // (what a CLI edit does).
+        let plan = if round % 2 == 0 {
+            Plan::between(&current, &target)
+        } else {
+            Plan::for_changes(&current, &changes, &target.rules)
+        };
         plan.apply(dp.maps_mut()).expect("applying a small change");
         let held = Snapshot::read(dp.maps()).unwrap();
+        let mut mirror = current.clone();
+        plan.update(&mut mirror);
+        assert_eq!(
+            held.entries, target.entries,
+            "round {round}: the trie holds the target"
+        );
         assert!(
-            held.fast == plan.result(&target).fast,
+            held.fast == mirror.fast,
             "round {round}: the maps hold what the plan says"
         );
+
         assert_fast_path_consistent(&dp);
     }
     for _ in 0..2000 {

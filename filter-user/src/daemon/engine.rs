@@ -440,7 +440,7 @@ impl Engine {
         let target = Snapshot::of(&compiled);
         let held = self.held.as_ref().expect("read by precheck");
         let plan = Plan::between_checked(held, &target, self.rebuild_fast);
-        let slots = plan.fast.result.slots.len();
+        let slots = plan.fast.slots_after(&held.fast);
         let room = self.dataplane.maps().slot_capacity() as usize;
         if slots > room {
             let problem = format!(
@@ -468,7 +468,9 @@ impl Engine {
                 ));
             }
         };
-        self.held = Some(plan.result(&target));
+        if let Some(held) = self.held.as_mut() {
+            plan.update(held);
+        }
         self.rebuild_fast = false;
 
         let old = self.applied.as_ref();
