@@ -24,7 +24,7 @@ use filter_common::{
 use time::OffsetDateTime;
 
 use crate::{
-    orders::{OrderList, OrderState, Side},
+    orders::{edit::Done, OrderList, OrderState, Side},
     prefix::{Family, Prefix},
 };
 
@@ -105,6 +105,19 @@ pub struct ListingChange {
     pub prefix: Prefix,
     pub lister: Lister,
     pub added: bool,
+}
+
+impl ListingChange {
+    /// The changes that undo `changes`.
+    pub fn reversed(changes: &[ListingChange]) -> Vec<ListingChange> {
+        changes
+            .iter()
+            .map(|c| ListingChange {
+                added: !c.added,
+                ..*c
+            })
+            .collect()
+    }
 }
 
 impl Compiled {
@@ -337,6 +350,94 @@ impl Compiled {
         self.rule_of_order.push(number);
         self.states.push((order.id.clone(), order.state(now)));
         Ok(number)
+    }
+
+    /// The entries of `prefixes` as they are now (`None`: not listed).
+    pub fn entries_of<'a>(
+        &self,
+        prefixes: impl IntoIterator<Item = &'a Prefix>,
+    ) -> BTreeMap<Prefix, Option<Entry>> {
+        prefixes
+            .into_iter()
+            .map(|p| (*p, self.entries.get(p).copied()))
+            .collect()
+    }
+
+    /// What an edit changes in what lists each prefix: only orders in force list prefixes.
+    pub fn listing_changes(
+        &self,
+        list: &OrderList,
+        done: &Done,
+        now: OffsetDateTime,
+    ) -> Vec<ListingChange> {
+        let in_force = |index: usize| match self.states.get(index) {
+            Some((_, state)) => *state == OrderState::Active,
+            // An order not compiled yet (just added).
+            None => list.orders[index].state(now) == OrderState::Active,
+        };
+        let order = |index: usize, prefixes: &mut dyn Iterator<Item = Prefix>, added| {
+            prefixes
+                .map(|prefix| ListingChange {
+                    prefix,
+                    lister: Lister::Order(index),
+                    added,
+                })
+                .collect::<Vec<_>>()
+        };
+        match done {
+            Done::Nothing | Done::RemovedOrder(..) => Vec::new(),
+            Done::AddedOrder => {
+                let index = list.orders.len() - 1;
+                if in_force(index) {
+                    order(
+                        index,
+                        &mut list.orders[index].prefixes.iter().map(|l| l.value),
+                        true,
+                    )
+                } else {
+                    Vec::new()
+                }
+            }
+            Done::AddedPrefixes(index, before) if in_force(*index) => order(
+                *index,
+                &mut list.orders[*index].prefixes[*before..]
+                    .iter()
+                    .map(|l| l.value),
+                true,
+            ),
+            Done::RemovedPrefixes(index, removed) if in_force(*index) => {
+                order(*index, &mut removed.iter().map(|(_, l)| l.value), false)
+            }
+            Done::AddedPrefixes(..) | Done::RemovedPrefixes(..) => Vec::new(),
+            Done::AddedException => {
+                let e = list.exceptions.last().expect("just added");
+                vec![ListingChange {
+                    prefix: e.prefix.value,
+                    lister: Lister::Exception,
+                    added: true,
+                }]
+            }
+            Done::RemovedExceptions(removed) => removed
+                .iter()
+                .map(|(_, e)| e.prefix.value)
+                // Another exception for the same prefix keeps it listed.
+                .filter(|p| !list.exceptions.iter().any(|e| e.prefix.value == *p))
+                .map(|prefix| ListingChange {
+                    prefix,
+                    lister: Lister::Exception,
+                    added: false,
+                })
+                .collect(),
+        }
+    }
+
+    /// Undoes [`Compiled::add_order`] for the last order.
+    pub fn remove_last_order(&mut self) {
+        if let Some(number) = self.rule_of_order.pop() {
+            self.rules.remove(&number);
+            self.order_of_rule.remove(&number);
+            self.states.pop();
+        }
     }
 
     /// Applies listing changes and recompiles only what they touch: each changed prefix

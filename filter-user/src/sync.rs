@@ -31,9 +31,45 @@ pub struct Snapshot {
     pub entries: BTreeMap<Prefix, Entry>,
     pub rules: BTreeMap<u32, Rule>,
     pub fast: FastState,
+    /// How many entry sides name each rule number: which orders are enforced, without
+    /// going through every entry.
+    uses: BTreeMap<u32, usize>,
+}
+
+fn count_uses(entries: &BTreeMap<Prefix, Entry>) -> BTreeMap<u32, usize> {
+    let mut uses = BTreeMap::new();
+    for e in entries.values() {
+        for n in [e.dst_rule, e.src_rule] {
+            *uses.entry(n).or_default() += 1;
+        }
+    }
+    uses
+}
+
+fn count(uses: &mut BTreeMap<u32, usize>, e: &Entry, up: bool) {
+    for n in [e.dst_rule, e.src_rule] {
+        if up {
+            *uses.entry(n).or_default() += 1;
+        } else if let Some(c) = uses.get_mut(&n) {
+            *c -= 1;
+            if *c == 0 {
+                uses.remove(&n);
+            }
+        }
+    }
 }
 
 impl Snapshot {
+    /// Entries and rules, with no fast path yet.
+    pub fn new(entries: BTreeMap<Prefix, Entry>, rules: BTreeMap<u32, Rule>) -> Self {
+        Self {
+            uses: count_uses(&entries),
+            entries,
+            rules,
+            fast: FastState::default(),
+        }
+    }
+
     /// Reads the maps.
     pub fn read(maps: &Maps) -> Result<Self, DataplaneError> {
         let mut entries = BTreeMap::new();
@@ -44,9 +80,8 @@ impl Snapshot {
         }
         let rules = maps.rules()?.into_iter().collect();
         Ok(Self {
-            entries,
-            rules,
             fast: FastState::read(maps)?,
+            ..Self::new(entries, rules)
         })
     }
 
@@ -83,22 +118,17 @@ impl Snapshot {
 
     /// Fingerprints of the orders whose rules some entry names: the orders enforced.
     pub fn enforced_owners(&self) -> std::collections::BTreeSet<u64> {
-        self.entries
-            .values()
-            .flat_map(|e| [e.dst_rule, e.src_rule])
-            .filter(|n| *n >= filter_common::types::FIRST_ORDER_RULE)
-            .filter_map(|n| self.rules.get(&n).map(|r| r.owner))
+        self.uses
+            .keys()
+            .filter(|n| **n >= filter_common::types::FIRST_ORDER_RULE)
+            .filter_map(|n| self.rules.get(n).map(|r| r.owner))
             .collect()
     }
 
     /// The entries and rules the data plane must hold for `compiled` (the fast path is
     /// filled in by the plan that gets there).
     pub fn of(compiled: &Compiled) -> Self {
-        Self {
-            entries: compiled.entries.clone(),
-            rules: compiled.rules.clone(),
-            fast: FastState::default(),
-        }
+        Self::new(compiled.entries.clone(), compiled.rules.clone())
     }
 }
 
@@ -204,10 +234,15 @@ impl Plan {
             held.rules.remove(number);
         }
         for (prefix, entry) in &self.upserts {
-            held.entries.insert(*prefix, *entry);
+            if let Some(old) = held.entries.insert(*prefix, *entry) {
+                count(&mut held.uses, &old, false);
+            }
+            count(&mut held.uses, entry, true);
         }
         for prefix in &self.removals {
-            held.entries.remove(prefix);
+            if let Some(old) = held.entries.remove(prefix) {
+                count(&mut held.uses, &old, false);
+            }
         }
         self.fast.update(&mut held.fast);
     }

@@ -6,8 +6,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use filter_common::types::{EXCEPTION_RULE, NO_RULE};
 use filter_user::{
-    compile::{compile, Compiled, Numbering},
-    orders::{Action, Direction, Exception, Instant, Listed, Order, OrderList, Side},
+    compile::{compile, Compiled, ListingChange, Numbering},
+    orders::{
+        edit::{Done, Edit},
+        Action, Direction, Exception, Instant, Listed, Order, OrderList, Side,
+    },
     prefix::Prefix,
     semantics::{decide, Decision},
 };
@@ -242,4 +245,129 @@ fn a_monitor_order_never_weakens_a_drop_order() {
         compiled_decision(&c, &list, addr, Side::Dst),
         (Some("D".into()), false)
     );
+}
+
+/// A random CLI edit on `list` (prefixes from the same nested ranges, so edits land
+/// above, below and on listed prefixes).
+fn random_edit(rng: &mut SmallRng, list: &OrderList, fresh: &mut usize) -> Edit {
+    let some_order = |rng: &mut SmallRng| {
+        list.orders[rng.random_range(0..list.orders.len())]
+            .id
+            .clone()
+    };
+    match rng.random_range(0..6) {
+        0 => Edit::AddPrefixes {
+            order: some_order(rng),
+            prefixes: (0..rng.random_range(1..4))
+                .map(|_| random_prefix(rng).to_string())
+                .collect(),
+        },
+        1 => {
+            let o = &list.orders[rng.random_range(0..list.orders.len())];
+            Edit::RemovePrefixes {
+                order: o.id.clone(),
+                prefixes: vec![o.prefixes[rng.random_range(0..o.prefixes.len())]
+                    .text
+                    .clone()],
+            }
+        }
+        2 => Edit::AddException {
+            prefix: random_prefix(rng).to_string(),
+            reason: "test".into(),
+        },
+        3 if !list.exceptions.is_empty() => Edit::RemoveException {
+            prefix: list.exceptions[rng.random_range(0..list.exceptions.len())]
+                .prefix
+                .text
+                .clone(),
+        },
+        _ => {
+            *fresh += 1;
+            let action = ["drop", "monitor", "redirect"][rng.random_range(0..3)];
+            let direction = ["both", "dst", "src"][rng.random_range(0..3)];
+            let prefixes: Vec<String> = (0..rng.random_range(1..6))
+                .map(|_| random_prefix(rng).to_string())
+                .collect();
+            let window = if rng.random_bool(0.2) {
+                serde_json::json!({"valid_from": "2026-12-01"})
+            } else {
+                serde_json::json!({})
+            };
+            let mut order = serde_json::json!({
+                "id": format!("NEW-{fresh}"), "authority": "Retten", "issued": "2026-01-01",
+                "action": action, "direction": direction, "prefixes": prefixes,
+            });
+            order
+                .as_object_mut()
+                .unwrap()
+                .extend(window.as_object().unwrap().clone());
+            Edit::AddOrder { order }
+        }
+    }
+}
+
+/// A CLI edit is compiled incrementally (only the prefixes it touches, and below them);
+/// after every edit the result must equal compiling the whole list from scratch, and
+/// undoing an edit must give back exactly what was there.
+#[test]
+fn incremental_compilation_equals_a_full_compile() {
+    let mut rng = rng();
+    let mut edits = [0usize; 2];
+    for _ in 0..150 {
+        let mut list = random_list(&mut rng);
+        let mut compiled = compile(&list, NOW, &Numbering::default()).expect("compiles");
+        let mut fresh = 0;
+        for step in 0..30 {
+            let edit = random_edit(&mut rng, &list, &mut fresh);
+            let before = (list.clone(), compiled.clone());
+            let Ok(done) = edit.apply_in_place(&mut list) else {
+                assert_eq!(list, before.0, "a refused edit leaves the list alone");
+                continue;
+            };
+            if matches!(done, Done::AddedOrder) {
+                let numbering = Numbering::from_rules(&compiled.rules);
+                compiled
+                    .add_order(&list, list.orders.len() - 1, &numbering, NOW)
+                    .expect("room for the order");
+            }
+            let listing = compiled.listing_changes(&list, &done, NOW);
+            let changed = compiled.recompile(&list, &listing);
+            let full =
+                compile(&list, NOW, &Numbering::from_rules(&compiled.rules)).expect("compiles");
+            assert_eq!(
+                compiled.entries,
+                full.entries,
+                "step {step}: {edit:?}\nlist: {}",
+                list.to_json()
+            );
+            assert_eq!(compiled.rules, full.rules, "step {step}: {edit:?}");
+            for (p, e) in &changed {
+                assert_ne!(
+                    before.1.entries.get(p),
+                    e.as_ref(),
+                    "{p} reported changed but is not"
+                );
+            }
+            edits[usize::from(!changed.is_empty())] += 1;
+            if rng.random_bool(0.3) {
+                // Undo, as the daemon does when the file cannot be written.
+                compiled.recompile(&list, &ListingChange::reversed(&listing));
+                if matches!(done, Done::AddedOrder) {
+                    compiled.remove_last_order();
+                }
+                done.undo(&mut list);
+                assert_eq!(list, before.0, "step {step}: undo restores the list");
+                assert_eq!(
+                    compiled.entries, before.1.entries,
+                    "step {step}: undo restores the entries"
+                );
+                assert_eq!(
+                    compiled.rules, before.1.rules,
+                    "step {step}: undo restores the rules"
+                );
+            }
+        }
+    }
+    eprintln!("edits without/with entry changes: {edits:?}");
+    assert!(edits[1] > 1000, "most edits change entries: {edits:?}");
 }

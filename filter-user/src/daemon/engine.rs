@@ -14,14 +14,15 @@ use time::OffsetDateTime;
 use super::{
     audit::{self, Origin, Record},
     config::Config,
+    watch::{fingerprint as file_fingerprint, Fingerprint},
 };
 use crate::{
-    compile::{compile, fingerprint, Compiled, Numbering},
+    compile::{compile, fingerprint, Compiled, ListingChange, Numbering},
     control::report::{self, ChangeReport},
     dataplane::{detach_pinned, Attachment, Dataplane, LoadOptions},
     error_chain,
     orders::{
-        edit::{Edit, EditError},
+        edit::{Done, Edit, EditError},
         file,
         validate::{self, Policy, RedirectTarget},
         window::{next_change, rfc3339},
@@ -29,7 +30,7 @@ use crate::{
     },
     prefix::Family,
     semantics::{self, Decision},
-    sync::{Plan, Snapshot},
+    sync::{Changes, Plan, Snapshot},
 };
 use filter_common::{action, types};
 
@@ -45,6 +46,8 @@ struct Applied {
     at: OffsetDateTime,
     origin: Origin,
     warnings: Vec<String>,
+    /// The file's identity when it held this list (`None` if it changed while read).
+    file: Option<Fingerprint>,
 }
 
 /// A valid list read from the file.
@@ -52,12 +55,32 @@ struct FileList {
     list: OrderList,
     sha256: String,
     warnings: Vec<String>,
+    file: Option<Fingerprint>,
+}
+
+/// What reading the file found.
+enum Read {
+    List(FileList),
+    /// The same bytes as the list in force.
+    Same(String, Option<Fingerprint>),
 }
 
 /// Why the file cannot be applied.
 struct FileProblems {
     sha256: Option<String>,
     problems: Vec<String>,
+}
+
+/// What an applied change did, for the report and the audit trail.
+struct Conclusion {
+    sha256_before: Option<String>,
+    orders_added: Vec<String>,
+    orders_removed: Vec<String>,
+    orders_changed: Vec<String>,
+    changes: Changes,
+    enforced_before: BTreeSet<u64>,
+    started: Clock,
+    plan_empty: bool,
 }
 
 /// What a sync did.
@@ -218,22 +241,33 @@ impl Engine {
         }
     }
 
-    /// Reads and checks the file.
-    fn read_file(&self) -> Result<FileList, FileProblems> {
+    /// Reads and checks the file. With `same_ok`, bytes equal to the list in force are
+    /// not parsed again.
+    fn read_file(&self, same_ok: bool) -> Result<Read, FileProblems> {
+        let before = file_fingerprint(&self.config.orders);
         let bytes = file::read(&self.config.orders, self.config.max_list_bytes).map_err(|e| {
             FileProblems {
                 sha256: None,
                 problems: vec![format!("error: {}", error_chain(&e))],
             }
         })?;
+        let file = before.filter(|b| file_fingerprint(&self.config.orders) == Some(*b));
         let sha256 = file::digest(&bytes);
+        if same_ok && self.held.is_some() {
+            if let Some(a) = &self.applied {
+                if a.sha256 == sha256 {
+                    return Ok(Read::Same(sha256, file));
+                }
+            }
+        }
         let (list, problems) = validate::check(&bytes, &self.policy());
         match list {
-            Some(list) => Ok(FileList {
+            Some(list) => Ok(Read::List(FileList {
                 list,
                 sha256,
                 warnings: lines(&problems),
-            }),
+                file,
+            })),
             None => Err(FileProblems {
                 sha256: Some(sha256),
                 problems: lines(&problems),
@@ -254,12 +288,38 @@ impl Engine {
 
     /// Applies the file as it is on disk.
     pub fn sync_from_file(&mut self, origin: Origin, force: bool) -> Outcome {
+        // The daemon's own writes (CLI edits) come back as file events: the file is
+        // then exactly the list in force, and is not read again.
+        if origin == Origin::File && !force && self.held.is_some() {
+            if let Some(a) = &self.applied {
+                if a.file.is_some() && a.file == file_fingerprint(&self.config.orders) {
+                    return Outcome::Unchanged(ChangeReport {
+                        result: "unchanged".into(),
+                        sha256: a.sha256.clone(),
+                        ..ChangeReport::default()
+                    });
+                }
+            }
+        }
+        let same_ok = origin != Origin::Clock && !force;
         let FileList {
             list,
             sha256,
             warnings,
-        } = match self.read_file() {
-            Ok(x) => x,
+            file,
+        } = match self.read_file(same_ok) {
+            Ok(Read::List(x)) => x,
+            Ok(Read::Same(sha256, file)) => {
+                let a = self.applied.as_mut().expect("compared with it");
+                a.file = file;
+                self.refusal = None;
+                return Outcome::Unchanged(ChangeReport {
+                    result: "unchanged".into(),
+                    warnings: a.warnings.clone(),
+                    sha256,
+                    ..ChangeReport::default()
+                });
+            }
             Err(FileProblems { sha256, problems }) => {
                 let r = refusal(&origin, sha256, problems, false);
                 self.refusal = Some(r.clone());
@@ -267,6 +327,13 @@ impl Engine {
             }
         };
         let outcome = self.install(list, sha256, origin, force, warnings);
+        if let Some(a) = self
+            .applied
+            .as_mut()
+            .filter(|_| matches!(outcome, Outcome::Applied(_) | Outcome::Unchanged(_)))
+        {
+            a.file = file;
+        }
         match &outcome {
             Outcome::Refused(r) => self.refusal = Some(r.clone()),
             _ => self.refusal = None,
@@ -277,8 +344,15 @@ impl Engine {
     /// Makes a CLI edit: reads the file, changes it, checks the result like any list,
     /// applies it, and writes it back. Nothing is written or applied if any step fails.
     pub fn edit(&mut self, edit: &Edit, origin: Origin, force: bool) -> Outcome {
-        let list = match self.read_file() {
-            Ok(x) => x.list,
+        if let Some(outcome) = self.edit_in_place(edit, &origin, force) {
+            if !matches!(outcome, Outcome::Refused(_)) {
+                self.refusal = None;
+            }
+            return outcome;
+        }
+        let list = match self.read_file(false) {
+            Ok(Read::List(x)) => x.list,
+            Ok(Read::Same(..)) => unreachable!("read_file(false) always parses"),
             Err(FileProblems { mut problems, .. }) => {
                 problems.insert(0, format!(
                     "error: the order list file {} has errors; fix it (see `borderfilter validate {}`) before changing it through the CLI",
@@ -326,11 +400,212 @@ impl Engine {
                 false,
             ));
         }
+        let written = file_fingerprint(&self.config.orders);
         let outcome = self.apply_compiled(changed, sha256, origin, lines(&problems), compiled);
         if !matches!(outcome, Outcome::Refused(_)) {
             self.refusal = None;
+            if let Some(a) = self.applied.as_mut() {
+                a.file = written;
+            }
         }
         outcome
+    }
+
+    /// A CLI edit made on the list in force, when the file is still exactly that list:
+    /// only what the edit adds is validated and only the prefixes it touches are
+    /// recompiled, so a change is enforced in milliseconds even with a million prefixes.
+    /// The data plane is changed first and the file written after; if the write fails
+    /// the data plane is changed back. `None`: the edit needs the full path (the file
+    /// changed, an order is removed, the guard or the capacity needs the whole list).
+    fn edit_in_place(&mut self, edit: &Edit, origin: &Origin, force: bool) -> Option<Outcome> {
+        if matches!(edit, Edit::RemoveOrder { .. }) || self.held.is_none() || self.rebuild_fast {
+            return None;
+        }
+        let current = file_fingerprint(&self.config.orders)?;
+        if self.applied.as_ref()?.file != Some(current) {
+            return None;
+        }
+        let started = Clock::now();
+        let mut applied = self.applied.take().expect("checked above");
+        let outcome = self.edit_applied(&mut applied, edit, origin, force, started);
+        let outcome = outcome.ok();
+        self.applied = Some(applied);
+        outcome
+    }
+
+    fn edit_applied(
+        &mut self,
+        applied: &mut Applied,
+        edit: &Edit,
+        origin: &Origin,
+        force: bool,
+        started: Clock,
+    ) -> Result<Outcome, Fallback> {
+        let now = OffsetDateTime::now_utc();
+        let done = match edit.apply_in_place(&mut applied.list) {
+            Ok(d) => d,
+            Err(EditError::Invalid(problems)) => {
+                return Ok(self.refuse(refusal(origin, None, lines(&problems), false)))
+            }
+            Err(e) => {
+                return Ok(self.refuse(refusal(origin, None, vec![format!("error: {e}")], false)))
+            }
+        };
+        if !done.changed() {
+            return Ok(Outcome::Unchanged(ChangeReport {
+                result: "unchanged".into(),
+                sha256: applied.sha256.clone(),
+                ..ChangeReport::default()
+            }));
+        }
+        let policy = self.policy();
+        let problems = validate::validate_edit(&applied.list, &done, &policy);
+        if problems.has_errors() {
+            done.undo(&mut applied.list);
+            return Ok(self.refuse(refusal(origin, None, lines(&problems), false)));
+        }
+        let listing = applied.compiled.listing_changes(&applied.list, &done, now);
+        let room = policy.capacity_v4.min(policy.capacity_v6) as usize;
+        if applied.compiled.entries.len() + listing.len() > room {
+            // Near capacity the whole list is counted.
+            done.undo(&mut applied.list);
+            return Err(Fallback);
+        }
+        let mut added_order = None;
+        if matches!(done, Done::AddedOrder) {
+            let held = self.held.as_ref().expect("checked by the caller");
+            let index = applied.list.orders.len() - 1;
+            match applied.compiled.add_order(
+                &applied.list,
+                index,
+                &Numbering::from_rules(&held.rules),
+                now,
+            ) {
+                Ok(_) => added_order = Some(applied.list.orders[index].id.clone()),
+                Err(e) => {
+                    done.undo(&mut applied.list);
+                    return Ok(self.refuse(refusal(
+                        origin,
+                        None,
+                        vec![format!("error: {e}")],
+                        false,
+                    )));
+                }
+            }
+        }
+        let entries = applied.compiled.recompile(&applied.list, &listing);
+        let revert = |applied: &mut Applied, done: Done| {
+            applied
+                .compiled
+                .recompile(&applied.list, &ListingChange::reversed(&listing));
+            if matches!(done, Done::AddedOrder) {
+                applied.compiled.remove_last_order();
+            }
+            done.undo(&mut applied.list);
+        };
+        let held = self.held.as_ref().expect("checked by the caller");
+        if !force {
+            let blocks =
+                |e: Option<&filter_common::Entry>,
+                 rules: &std::collections::BTreeMap<u32, filter_common::Rule>| {
+                    e.is_some_and(|e| {
+                        [e.dst_rule, e.src_rule]
+                            .iter()
+                            .any(|n| rules.get(n).is_some_and(|r| action::blocks(r.action)))
+                    })
+                };
+            let dropped = entries
+                .iter()
+                .filter(|(p, new)| {
+                    blocks(held.entries.get(p), &held.rules)
+                        && !blocks(new.as_ref(), &applied.compiled.rules)
+                })
+                .count();
+            if dropped > GUARD_MIN_PREFIXES {
+                // The guard weighs this against everything enforced: the full path.
+                revert(applied, done);
+                return Err(Fallback);
+            }
+        }
+        let plan = Plan::for_changes(held, &entries, &applied.compiled.rules);
+        let slots = plan.fast.slots_after(&held.fast);
+        let slot_room = self.dataplane.maps().slot_capacity() as usize;
+        if slots > slot_room {
+            revert(applied, done);
+            return Ok(self.refuse(refusal(
+                origin,
+                None,
+                vec![too_many_slots(slots, slot_room)],
+                false,
+            )));
+        }
+        let enforced_before = held.enforced_owners();
+        let changes = match plan.apply(self.dataplane.maps_mut()) {
+            Ok(c) => c,
+            Err(e) => {
+                self.held = None;
+                self.rebuild_fast = true;
+                revert(applied, done);
+                return Ok(self.refuse(refusal(
+                    origin,
+                    None,
+                    vec![format!(
+                        "error: applying the change to the data plane failed: {}",
+                        error_chain(&e)
+                    )],
+                    false,
+                )));
+            }
+        };
+        plan.update(self.held.as_mut().expect("checked by the caller"));
+
+        // Enforced; now make it durable.
+        let text = applied.list.to_json();
+        let sha256 = file::digest(text.as_bytes());
+        if let Err(e) = file::write_atomic(&self.config.orders, text.as_bytes()) {
+            revert(applied, done);
+            let back = applied.compiled.entries_of(entries.keys());
+            let held = self.held.as_ref().expect("just updated");
+            let undo = Plan::for_changes(held, &back, &applied.compiled.rules);
+            match undo.apply(self.dataplane.maps_mut()) {
+                Ok(_) => undo.update(self.held.as_mut().expect("just updated")),
+                Err(e) => {
+                    log::error!("changing the data plane back failed: {}; it is read again before the next change", error_chain(&e));
+                    self.held = None;
+                    self.rebuild_fast = true;
+                }
+            }
+            return Ok(self.refuse(refusal(
+                origin,
+                Some(sha256),
+                vec![format!("error: {}", error_chain(&e))],
+                false,
+            )));
+        }
+        let warnings = lines(&problems);
+        let edited = match &done {
+            Done::AddedPrefixes(i, _) | Done::RemovedPrefixes(i, _) => {
+                vec![applied.list.orders[*i].id.clone()]
+            }
+            _ => Vec::new(),
+        };
+        let conclusion = Conclusion {
+            sha256_before: Some(applied.sha256.clone()),
+            orders_added: added_order.into_iter().collect(),
+            orders_removed: Vec::new(),
+            orders_changed: edited,
+            changes,
+            enforced_before,
+            started,
+            plan_empty: plan.is_empty(),
+        };
+        let report = self.conclude(conclusion, origin, &sha256, &warnings, &applied.compiled);
+        applied.sha256 = sha256;
+        applied.file = file_fingerprint(&self.config.orders);
+        applied.at = OffsetDateTime::now_utc();
+        applied.origin = origin.clone();
+        applied.warnings.extend(warnings);
+        Ok(Outcome::Applied(report))
     }
 
     /// Re-applies the list in force when an order's window opened or closed.
@@ -443,11 +718,12 @@ impl Engine {
         let slots = plan.fast.slots_after(&held.fast);
         let room = self.dataplane.maps().slot_capacity() as usize;
         if slots > room {
-            let problem = format!(
-                "error: this list touches {slots} IPv4 /24 blocks with prefixes of /16 or longer; the fast-path index has room for {room}. \
-                 Raise --capacity-v4 (it takes effect when the maps are created: detach first)"
-            );
-            return self.refuse(refusal(&origin, Some(sha256), vec![problem], false));
+            return self.refuse(refusal(
+                &origin,
+                Some(sha256),
+                vec![too_many_slots(slots, room)],
+                false,
+            ));
         }
         let enforced_before = held.enforced_owners();
         let changes = match plan.apply(self.dataplane.maps_mut()) {
@@ -477,41 +753,19 @@ impl Engine {
         // After a restart the previous list is unknown (the maps are what remains of it):
         // orders are "added" only to a daemon that starts on empty maps.
         let previous_known = old.is_some() || enforced_before.is_empty();
-        let by_id = |l: Option<&OrderList>| -> HashMap<String, Order> {
-            l.map(|l| l.orders.iter().map(|o| (o.id.clone(), o.clone())).collect())
+        fn by_id(l: Option<&OrderList>) -> HashMap<&str, &Order> {
+            l.map(|l| l.orders.iter().map(|o| (o.id.as_str(), o)).collect())
                 .unwrap_or_default()
-        };
+        }
         let (old_orders, new_orders) = if previous_known {
             (by_id(old.map(|a| &a.list)), by_id(Some(&list)))
         } else {
             (HashMap::new(), HashMap::new())
         };
-        let ids = |m: &HashMap<String, Order>| m.keys().cloned().collect::<BTreeSet<_>>();
-        // Which orders the data plane enforces, before and after, read from the maps
-        // themselves, so that this holds across restarts too.
-        let enforced_after = self.held.as_ref().expect("just set").enforced_owners();
-        let name = |owner: &u64| -> String {
-            let find = |c: &Compiled| {
-                c.order_of_rule
-                    .values()
-                    .find(|id| fingerprint(id) == *owner)
-                    .cloned()
-            };
-            find(&compiled)
-                .or_else(|| old.and_then(|a| find(&a.compiled)))
-                .unwrap_or_else(|| format!("(order with fingerprint {owner:016x})"))
-        };
-        let enforcement_started: Vec<String> = enforced_after
-            .difference(&enforced_before)
-            .map(name)
-            .collect();
-        let enforcement_ended: Vec<String> = enforced_before
-            .difference(&enforced_after)
-            .map(name)
-            .collect();
-        let report = ChangeReport {
-            result: "applied".into(),
-            sha256: sha256.clone(),
+        let ids =
+            |m: &HashMap<&str, &Order>| m.keys().map(|k| k.to_string()).collect::<BTreeSet<_>>();
+        let conclusion = Conclusion {
+            sha256_before: old.map(|a| a.sha256.clone()),
             orders_added: ids(&new_orders)
                 .difference(&ids(&old_orders))
                 .cloned()
@@ -523,21 +777,82 @@ impl Engine {
             orders_changed: new_orders
                 .iter()
                 .filter(|(id, o)| old_orders.get(*id).is_some_and(|old| old != *o))
-                .map(|(id, _)| id.clone())
+                .map(|(id, _)| id.to_string())
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect(),
-            prefixes_added: changes.prefixes_added,
-            prefixes_changed: changes.prefixes_changed,
-            prefixes_removed: changes.prefixes_removed,
-            duration_ms: started.elapsed().as_millis() as u64,
-            warnings: warnings.clone(),
+            changes,
+            enforced_before,
+            started,
+            plan_empty: plan.is_empty(),
+        };
+        let report = self.conclude(conclusion, &origin, &sha256, &warnings, &compiled);
+        self.applied = Some(Applied {
+            list,
+            sha256,
+            compiled,
+            at: OffsetDateTime::now_utc(),
+            origin,
+            warnings,
+            file: None,
+        });
+        Outcome::Applied(report)
+    }
+
+    /// Reports an applied change: the audit record, the log line, the history.
+    fn conclude(
+        &mut self,
+        c: Conclusion,
+        origin: &Origin,
+        sha256: &str,
+        warnings: &[String],
+        compiled: &Compiled,
+    ) -> ChangeReport {
+        // Which orders the data plane enforces, before and after, read from the maps
+        // themselves, so that this holds across restarts too.
+        let enforced_after = self
+            .held
+            .as_ref()
+            .map(Snapshot::enforced_owners)
+            .unwrap_or_default();
+        let old = self.applied.as_ref();
+        let name = |owner: &u64| -> String {
+            let find = |c: &Compiled| {
+                c.order_of_rule
+                    .values()
+                    .find(|id| fingerprint(id) == *owner)
+                    .cloned()
+            };
+            find(compiled)
+                .or_else(|| old.and_then(|a| find(&a.compiled)))
+                .unwrap_or_else(|| format!("(order with fingerprint {owner:016x})"))
+        };
+        let enforcement_started: Vec<String> = enforced_after
+            .difference(&c.enforced_before)
+            .map(name)
+            .collect();
+        let enforcement_ended: Vec<String> = c
+            .enforced_before
+            .difference(&enforced_after)
+            .map(name)
+            .collect();
+        let report = ChangeReport {
+            result: "applied".into(),
+            sha256: sha256.to_string(),
+            orders_added: c.orders_added,
+            orders_removed: c.orders_removed,
+            orders_changed: c.orders_changed,
+            prefixes_added: c.changes.prefixes_added,
+            prefixes_changed: c.changes.prefixes_changed,
+            prefixes_removed: c.changes.prefixes_removed,
+            duration_ms: c.started.elapsed().as_millis() as u64,
+            warnings: warnings.to_vec(),
         };
         let record = Record {
             time: rfc3339(OffsetDateTime::now_utc()),
             who: origin.clone(),
-            sha256_before: old.map(|a| a.sha256.clone()),
-            sha256_after: sha256.clone(),
+            sha256_before: c.sha256_before.clone(),
+            sha256_after: sha256.to_string(),
             orders_added: report.orders_added.clone(),
             orders_removed: report.orders_removed.clone(),
             orders_changed: report.orders_changed.clone(),
@@ -547,7 +862,7 @@ impl Engine {
             prefixes_changed: report.prefixes_changed,
             prefixes_removed: report.prefixes_removed,
         };
-        let worth_recording = !plan.is_empty() || old.is_none_or(|a| a.sha256 != sha256);
+        let worth_recording = !c.plan_empty || c.sha256_before.as_deref() != Some(sha256);
         if worth_recording {
             if let Err(e) = audit::append(&self.config.audit_log, &record) {
                 log::error!("{}", error_chain(&e));
@@ -559,23 +874,15 @@ impl Engine {
             record.enforcement_started, record.enforcement_ended,
             report.prefixes_added, report.prefixes_changed, report.prefixes_removed, report.duration_ms, &sha256[..12]
         );
-        for w in &warnings {
+        for w in warnings {
             log::warn!("{w}");
         }
         self.history.applied += 1;
         self.history.last_applied = Some(OffsetDateTime::now_utc());
         self.history
             .durations
-            .observe(started.elapsed().as_secs_f64());
-        self.applied = Some(Applied {
-            list,
-            sha256,
-            compiled,
-            at: OffsetDateTime::now_utc(),
-            origin,
-            warnings,
-        });
-        Outcome::Applied(report)
+            .observe(c.started.elapsed().as_secs_f64());
+        report
     }
 
     pub fn status(&self) -> report::Status {
@@ -826,4 +1133,14 @@ fn side_report(list: &OrderList, side: Side, d: &Decision) -> report::SideReport
             }
         }
     }
+}
+
+/// The edit needs the full path.
+struct Fallback;
+
+fn too_many_slots(slots: usize, room: usize) -> String {
+    format!(
+        "error: this list touches {slots} IPv4 /24 blocks with prefixes of /16 or longer; the fast-path index has room for {room}. \
+         Raise --capacity-v4 (it takes effect when the maps are created: detach first)"
+    )
 }

@@ -4,10 +4,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use std::collections::HashSet;
+
 use super::{
     parse::{prefix_problem, read_order},
     problem::{Place, Problems},
-    Exception, Listed, OrderList,
+    Exception, Listed, Order, OrderList,
 };
 use crate::prefix::Prefix;
 
@@ -115,61 +117,89 @@ impl Edit {
     /// capacity) are the caller's, on the whole result.
     pub fn apply(&self, list: &OrderList) -> Result<OrderList, EditError> {
         let mut out = list.clone();
+        self.apply_in_place(&mut out)?;
+        Ok(out)
+    }
+
+    /// Makes the edit on `list` itself and returns what it did, which also undoes it.
+    /// On error `list` is unchanged.
+    pub fn apply_in_place(&self, list: &mut OrderList) -> Result<Done, EditError> {
         match self {
             Edit::AddOrder { order } => {
-                let index = out.orders.len();
+                let index = list.orders.len();
                 let mut problems = Problems::default();
-                let parsed = read_order(index, order, &mut problems);
-                match parsed {
+                match read_order(index, order, &mut problems) {
                     Ok(o) => {
-                        if out.order(&o.id).is_some() {
+                        if list.order(&o.id).is_some() {
                             return Err(EditError::OrderExists(o.id));
                         }
-                        out.orders.push(o);
+                        list.orders.push(o);
+                        Ok(Done::AddedOrder)
                     }
-                    _ => return Err(EditError::Invalid(problems)),
+                    _ => Err(EditError::Invalid(problems)),
                 }
             }
             Edit::RemoveOrder { id } => {
-                let before = out.orders.len();
-                out.orders.retain(|o| &o.id != id);
-                if out.orders.len() == before {
-                    return Err(EditError::NoSuchOrder(id.clone()));
-                }
+                let index = list
+                    .orders
+                    .iter()
+                    .position(|o| &o.id == id)
+                    .ok_or_else(|| EditError::NoSuchOrder(id.clone()))?;
+                Ok(Done::RemovedOrder(
+                    index,
+                    Box::new(list.orders.remove(index)),
+                ))
             }
             Edit::AddPrefixes { order, prefixes } => {
                 let parsed = parse_all(prefixes)?;
-                let o = out
+                let index = list
                     .orders
-                    .iter_mut()
-                    .find(|o| &o.id == order)
+                    .iter()
+                    .position(|o| &o.id == order)
                     .ok_or_else(|| EditError::NoSuchOrder(order.clone()))?;
+                let o = &mut list.orders[index];
+                let mut listed: HashSet<Prefix> = o.prefixes.iter().map(|l| l.value).collect();
+                let before = o.prefixes.len();
                 for p in parsed {
                     // Adding what is already listed changes nothing.
-                    if !o.prefixes.iter().any(|l| l.value == p.value) {
+                    if listed.insert(p.value) {
                         o.prefixes.push(p);
                     }
                 }
+                if o.prefixes.len() == before {
+                    return Ok(Done::Nothing);
+                }
+                Ok(Done::AddedPrefixes(index, before))
             }
             Edit::RemovePrefixes { order, prefixes } => {
                 let parsed = parse_all(prefixes)?;
-                let o = out
+                let index = list
                     .orders
-                    .iter_mut()
-                    .find(|o| &o.id == order)
+                    .iter()
+                    .position(|o| &o.id == order)
                     .ok_or_else(|| EditError::NoSuchOrder(order.clone()))?;
-                for p in &parsed {
-                    if !o.prefixes.iter().any(|l| l.value == p.value) {
-                        return Err(EditError::NotListed {
-                            order: order.clone(),
-                            prefix: p.value.to_string(),
-                        });
-                    }
-                    o.prefixes.retain(|l| l.value != p.value);
+                let o = &mut list.orders[index];
+                let gone: HashSet<Prefix> = parsed.iter().map(|p| p.value).collect();
+                let listed: HashSet<Prefix> = o.prefixes.iter().map(|l| l.value).collect();
+                if let Some(p) = parsed.iter().find(|p| !listed.contains(&p.value)) {
+                    return Err(EditError::NotListed {
+                        order: order.clone(),
+                        prefix: p.value.to_string(),
+                    });
                 }
-                if o.prefixes.is_empty() {
+                if o.prefixes.iter().all(|l| gone.contains(&l.value)) {
                     return Err(EditError::WouldEmpty(order.clone()));
                 }
+                let kept = std::mem::take(&mut o.prefixes);
+                let mut removed = Vec::new();
+                for (position, l) in kept.into_iter().enumerate() {
+                    if gone.contains(&l.value) {
+                        removed.push((position, l));
+                    } else {
+                        o.prefixes.push(l);
+                    }
+                }
+                Ok(Done::RemovedPrefixes(index, removed))
             }
             Edit::AddException { prefix, reason } => {
                 let parsed = parse_all(std::slice::from_ref(prefix))?.remove(0);
@@ -183,26 +213,85 @@ impl Edit {
                     );
                     return Err(EditError::Invalid(problems));
                 }
-                if !out
+                if list
                     .exceptions
                     .iter()
                     .any(|e| e.prefix.value == parsed.value)
                 {
-                    out.exceptions.push(Exception {
-                        prefix: parsed,
-                        reason: reason.clone(),
-                    });
+                    return Ok(Done::Nothing);
                 }
+                list.exceptions.push(Exception {
+                    prefix: parsed,
+                    reason: reason.clone(),
+                });
+                Ok(Done::AddedException)
             }
             Edit::RemoveException { prefix } => {
                 let parsed = parse_all(std::slice::from_ref(prefix))?.remove(0);
-                let before = out.exceptions.len();
-                out.exceptions.retain(|e| e.prefix.value != parsed.value);
-                if out.exceptions.len() == before {
+                let kept = std::mem::take(&mut list.exceptions);
+                let mut removed = Vec::new();
+                for (position, e) in kept.into_iter().enumerate() {
+                    if e.prefix.value == parsed.value {
+                        removed.push((position, e));
+                    } else {
+                        list.exceptions.push(e);
+                    }
+                }
+                if removed.is_empty() {
                     return Err(EditError::NoSuchException(parsed.value.to_string()));
+                }
+                Ok(Done::RemovedExceptions(removed))
+            }
+        }
+    }
+}
+
+/// What [`Edit::apply_in_place`] did: enough to undo it.
+#[derive(Debug)]
+pub enum Done {
+    /// The edit changed nothing (adding what was there).
+    Nothing,
+    /// Appended as the last order.
+    AddedOrder,
+    RemovedOrder(usize, Box<Order>),
+    /// Order index, and how many prefixes it listed before.
+    AddedPrefixes(usize, usize),
+    /// Order index, and the removed prefixes with their positions.
+    RemovedPrefixes(usize, Vec<(usize, Listed<Prefix>)>),
+    /// Appended as the last exception.
+    AddedException,
+    RemovedExceptions(Vec<(usize, Exception)>),
+}
+
+impl Done {
+    /// Whether the list changed.
+    pub fn changed(&self) -> bool {
+        !matches!(self, Done::Nothing)
+    }
+
+    /// Puts `list` back as it was before the edit.
+    pub fn undo(self, list: &mut OrderList) {
+        match self {
+            Done::Nothing => {}
+            Done::AddedOrder => {
+                list.orders.pop();
+            }
+            Done::RemovedOrder(index, order) => list.orders.insert(index, *order),
+            Done::AddedPrefixes(index, before) => list.orders[index].prefixes.truncate(before),
+            Done::RemovedPrefixes(index, removed) => {
+                let prefixes = &mut list.orders[index].prefixes;
+                for (position, l) in removed {
+                    prefixes.insert(position, l);
+                }
+            }
+            Done::AddedException => {
+                list.exceptions.pop();
+            }
+            Done::RemovedExceptions(removed) => {
+                for (position, e) in removed {
+                    list.exceptions.insert(position, e);
                 }
             }
         }
-        Ok(out)
     }
 }

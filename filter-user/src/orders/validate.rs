@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::{
+    edit::Done,
     problem::{show, Place, Problems},
     Action, Exception, Order, OrderList,
 };
@@ -85,6 +86,73 @@ pub fn validate(list: &OrderList, policy: &Policy) -> Problems {
         .collect();
     let exceptions: Vec<(usize, &Exception)> = list.exceptions.iter().enumerate().collect();
     validate_parts(&orders, &exceptions, policy)
+}
+
+/// [`validate`] for a list that was valid before `done` was made to it: checks only
+/// what the edit added. Capacity is the caller's: it knows how many entries are in use.
+pub fn validate_edit(list: &OrderList, done: &Done, policy: &Policy) -> Problems {
+    let mut p = Problems::default();
+    match done {
+        Done::AddedOrder => {
+            let index = list.orders.len() - 1;
+            let room = (filter_common::maps::RULE_CAPACITY - filter_common::types::FIRST_ORDER_RULE)
+                as usize;
+            if list.orders.len() > room {
+                p.error(
+                    &Place::File {
+                        line: None,
+                        column: None,
+                    },
+                    "orders".to_string(),
+                    None,
+                    format!(
+                        "{} orders; the data plane has room for {room}",
+                        list.orders.len()
+                    ),
+                );
+            }
+            p.extend(validate_parts(
+                &[(index, &list.orders[index], None)],
+                &[],
+                policy,
+            ));
+        }
+        Done::AddedPrefixes(index, before) => {
+            let order = &list.orders[*index];
+            let added = Order {
+                id: order.id.clone(),
+                authority: order.authority.clone(),
+                issued: order.issued.clone(),
+                valid_from: order.valid_from.clone(),
+                expires: order.expires.clone(),
+                basis: order.basis.clone(),
+                action: order.action,
+                direction: order.direction,
+                prefixes: order.prefixes[*before..].to_vec(),
+                allow_broad: order.allow_broad,
+                note: None,
+            };
+            let positions: Vec<usize> = (*before..order.prefixes.len()).collect();
+            p.extend(validate_parts(
+                &[(*index, &added, Some(&positions))],
+                &[],
+                policy,
+            ));
+        }
+        Done::AddedException => {
+            let index = list.exceptions.len() - 1;
+            p.extend(validate_parts(
+                &[],
+                &[(index, &list.exceptions[index])],
+                policy,
+            ));
+        }
+        Done::Nothing
+        | Done::RemovedOrder(..)
+        | Done::RemovedPrefixes(..)
+        | Done::RemovedExceptions(..) => {}
+    }
+    p
 }
 
 /// [`validate`] on orders and exceptions given with their index in the file.

@@ -51,11 +51,10 @@ pub fn loaded(entries: &BTreeMap<Prefix, filter_common::Entry>) -> anyhow::Resul
     )
     .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
     let empty = Snapshot::read(dp.maps()).map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
-    let target = Snapshot {
-        entries: entries.clone(),
-        rules: BTreeMap::from([(2, Rule::new(action::DROP, 2))]),
-        fast: Default::default(),
-    };
+    let target = Snapshot::new(
+        entries.clone(),
+        BTreeMap::from([(2, Rule::new(action::DROP, 2))]),
+    );
     Plan::between(&empty, &target)
         .apply(dp.maps_mut())
         .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;

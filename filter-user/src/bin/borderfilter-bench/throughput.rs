@@ -130,11 +130,10 @@ pub fn run(options: &Options) -> anyhow::Result<Vec<Row>> {
         .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
         let empty = filter_user::sync::Snapshot::read(dp.maps())
             .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
-        let target = filter_user::sync::Snapshot {
-            entries: lists::dropping(&list),
-            rules: BTreeMap::from([(2, filter_common::Rule::new(filter_common::action::DROP, 2))]),
-            fast: Default::default(),
-        };
+        let target = filter_user::sync::Snapshot::new(
+            lists::dropping(&list),
+            BTreeMap::from([(2, filter_common::Rule::new(filter_common::action::DROP, 2))]),
+        );
         filter_user::sync::Plan::between(&empty, &target)
             .apply(dp.maps_mut())
             .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
