@@ -34,14 +34,21 @@ pub struct Options {
 fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let mut quick = false;
+    let mut only: Option<String> = None;
     let mut out = PathBuf::from("target/bench/report.json");
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
+            "--only" => {
+                only = Some(
+                    args.next()
+                        .context("--only needs classify, throughput or sync")?,
+                )
+            }
             "--out" => out = PathBuf::from(args.next().context("--out needs a path")?),
             "-h" | "--help" => {
-                println!("usage: borderfilter-bench [--quick] [--out PATH]   (as root; see docs/benchmarks.md)");
+                println!("usage: borderfilter-bench [--quick] [--only classify|throughput|sync] [--out PATH]   (as root; see docs/benchmarks.md)");
                 return Ok(());
             }
             other => anyhow::bail!("unknown argument {other:?} (try --help)"),
@@ -62,12 +69,24 @@ fn main() -> anyhow::Result<()> {
     };
 
     let mut report = report::Report::new(quick);
-    eprintln!("classification cost per packet (BPF_PROG_TEST_RUN, random addresses)...");
-    report.classification = classify::run(&options)?;
-    eprintln!("throughput through a veth pair (live frames)...");
-    report.throughput = throughput::run(&options)?;
-    eprintln!("syncs, memory and scrapes...");
-    report.sync = sync::run(&options)?;
+    if let Some(part) = &only {
+        if !["classify", "throughput", "sync"].contains(&part.as_str()) {
+            anyhow::bail!("--only {part:?}: expected classify, throughput or sync");
+        }
+    }
+    let runs = |part: &str| only.as_deref().is_none_or(|o| o == part);
+    if runs("classify") {
+        eprintln!("classification cost per packet (BPF_PROG_TEST_RUN, random addresses)...");
+        report.classification = classify::run(&options)?;
+    }
+    if runs("throughput") {
+        eprintln!("throughput through a veth pair (live frames)...");
+        report.throughput = throughput::run(&options)?;
+    }
+    if runs("sync") {
+        eprintln!("syncs, memory and scrapes...");
+        report.sync = sync::run(&options)?;
+    }
     report.evaluate();
     print!("{}", report.table());
     if let Some(dir) = out.parent() {
