@@ -210,3 +210,23 @@ pub fn cli(socket: &std::path::Path, args: &[&str]) -> Output {
         .output()
         .unwrap_or_else(|e| panic!("running {}: {e}", bin().display()))
 }
+
+/// `borderfilter verify --json` on the topology's pins and order list: whether the maps
+/// enforce exactly the file, and the report (its `maps_sha256` names the maps' contents).
+pub fn verify(t: &Topology) -> (bool, serde_json::Value) {
+    let out = Command::new(bin())
+        .args(["--json", "verify", "--orders"])
+        .arg(t.orders_path())
+        .arg("--pin-dir")
+        .arg(&t.pin_dir)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", bin().display()));
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "verify printed no JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.success(), report)
+}

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use borderfilter_tests::{
-    daemon::Daemon,
+    daemon::{verify, Daemon},
     poll,
     topology::{order, order_list, Topology},
     traffic::{sock, Listeners, Stream, UDP_PORT},
@@ -94,4 +94,54 @@ fn sigkill_and_restart_never_leak_a_blocked_packet() {
         audit.matches("start").count() >= 6,
         "each start is in the audit trail:\n{audit}"
     );
+}
+
+/// `borderfilter verify` proves the maps equal the file, and catches it when they do not:
+/// a file changed while no daemon runs differs (the pinned maps keep the old list) until
+/// the daemon starts again.
+#[test]
+fn verify_compares_the_maps_with_the_file() {
+    let t = Topology::new("verify");
+    let list = |extra: &str| {
+        let mut prefixes = vec!["198.51.100.0/24", "2001:db8:66::/48"];
+        if !extra.is_empty() {
+            prefixes.push(extra);
+        }
+        order_list(
+            &[
+                order("KEEP", "drop", &prefixes, ""),
+                order("WATCH", "monitor", &["198.51.100.128/25"], ""),
+            ],
+            &[borderfilter_tests::topology::exception(
+                "198.51.100.53/32",
+                "resolver",
+            )],
+        )
+    };
+    t.write_orders(&list(""));
+    let mut d = Daemon::start(&t, &[]);
+    let (agrees, report) = verify(&t);
+    assert!(agrees, "verify after start: {report:#}");
+    assert_eq!(report["entries"], 4, "{report:#}");
+    let digest = report["maps_sha256"].clone();
+
+    d.kill();
+    t.write_orders(&list("203.0.113.0/28"));
+    let (agrees, report) = verify(&t);
+    assert!(
+        !agrees,
+        "a prefix missing from the maps must be found: {report:#}"
+    );
+    assert_eq!(report["differences_total"], 1, "{report:#}");
+    let diff = report["differences"][0].as_str().unwrap_or_default();
+    assert!(
+        diff.starts_with("203.0.113.0/28: the maps hold absent; the file says dst drop by KEEP"),
+        "{diff}"
+    );
+    assert_eq!(report["maps_sha256"], digest, "verify changes nothing");
+
+    let _d = Daemon::start(&t, &[]);
+    let (agrees, report) = verify(&t);
+    assert!(agrees, "verify after the restart: {report:#}");
+    assert_ne!(report["maps_sha256"], digest, "the maps changed");
 }

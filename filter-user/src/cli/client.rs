@@ -125,7 +125,11 @@ pub fn run(socket: &Path, command: Command, json: bool) -> anyhow::Result<i32> {
             json,
             render_audit,
         ),
-        Command::Run(_) | Command::Validate(_) | Command::Detach(_) | Command::Notice(_) => {
+        Command::Run(_)
+        | Command::Validate(_)
+        | Command::Verify(_)
+        | Command::Detach(_)
+        | Command::Notice(_) => {
             unreachable!("dispatched elsewhere")
         }
     }

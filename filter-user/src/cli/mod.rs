@@ -5,6 +5,7 @@
 mod client;
 mod offline;
 pub mod table;
+mod verify;
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -100,6 +101,29 @@ pub enum Command {
     ///
     /// Example: borderfilter audit --order BS-12345/2006 --since 2026-01-01
     Audit(AuditArgs),
+    /// Prove that the data plane enforces exactly what the order list says (root; no
+    /// daemon needed).
+    ///
+    /// Reads the pinned maps, compiles the file as it stands now and compares them entry by
+    /// entry, by order and action; also checks the fast-path index. Exits 1 on any
+    /// difference, listing the first ones. `maps_sha256` names the maps' whole contents:
+    /// equal digests before and after an operation show it changed nothing.
+    ///
+    /// Example: borderfilter verify --orders /etc/borderfilter/orders.json --json
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The order list file to compare with.
+    #[arg(long, value_name = "PATH", default_value = paths::ORDERS)]
+    pub orders: PathBuf,
+    /// The daemon's bpffs pin directory.
+    #[arg(long, value_name = "PATH", default_value = paths::PIN_DIR)]
+    pub pin_dir: PathBuf,
+    /// Largest file accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::orders::file::DEFAULT_MAX_BYTES)]
+    pub max_list_bytes: u64,
 }
 
 #[derive(Debug, Args)]
@@ -354,6 +378,7 @@ pub fn execute(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Run(args) => offline::run_daemon(args, cli.socket),
         Command::Validate(args) => offline::validate(&args, cli.json),
+        Command::Verify(args) => verify::verify(&args, cli.json),
         Command::Notice(args) => crate::notice::run(crate::notice::NoticeConfig {
             listen: args.listen,
             orders: args.orders,

@@ -27,7 +27,7 @@ pub use attach::{detach_pinned, ifindex, pinned_attachments, AttachMode, Attachm
 pub use error::DataplaneError;
 pub use fastmaps::Hint;
 pub use maps::{Maps, PrefixEntry};
-pub use object::{MapShape, OBJECT, PROGRAM_NAME};
+pub use object::{MapShape, OBJECT, PROGRAM_NAME, SHAPES};
 
 /// The XDP actions of the kernel ABI (`enum xdp_action` in `linux/bpf.h`), as
 /// [`Dataplane::test_run`] returns them.
