@@ -59,7 +59,15 @@ pub struct Counter {
 }
 const _: () = assert!(size_of::<Counter>() == 16);
 
+/// How many entries longer than /24 a slot can carry itself.
+pub const SLOT_INLINE: usize = 4;
+
 /// What the IPv4 fast path knows about one /24.
+///
+/// When the /24 holds at most [`SLOT_INLINE`] entries longer than /24, the slot carries
+/// them (`inline_len` > 0, longest first) and the lookup ends here; otherwise
+/// `inline_count` is 0 and `longer` says which lengths to probe in
+/// [`crate::maps::V4_LONG`], which always holds every long entry.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Slot {
@@ -70,9 +78,15 @@ pub struct Slot {
     /// Bit `len - 25` is set when entries of length `len` (25..=32) may exist inside
     /// this /24 in [`crate::maps::V4_LONG`].
     pub longer: u8,
-    pub _pad: [u8; 6],
+    /// How many of the `inline_*` entries are in use.
+    pub inline_count: u8,
+    pub _pad: u8,
+    /// The last byte of each inline entry's network, and its length (25..=32).
+    pub inline_low: [u8; 4],
+    pub inline_len: [u8; 4],
+    pub inline: [Entry; 4],
 }
-const _: () = assert!(size_of::<Slot>() == 16);
+const _: () = assert!(size_of::<Slot>() == 12 + 10 * SLOT_INLINE && SLOT_INLINE == 4);
 
 /// Key of an IPv4 entry longer than /24.
 #[repr(C)]

@@ -3,8 +3,9 @@
 //!
 //! IPv4: a bitmap with one bit per /24 says whether any entry touches it (for nearly all
 //! traffic the answer is no, after one read of a 2 MiB array). For a touched /24 its slot
-//! gives the result of the entries up to /24 and which longer lengths exist inside; those
-//! are probed longest first in a hash map. A /24 with its bit set but no slot (only
+//! gives the result of the entries up to /24 and, when there are few, the longer entries
+//! inside it; when there are more, which longer lengths exist inside, probed longest
+//! first in a hash map. A /24 with its bit set but no slot (only
 //! entries broader than /16 touch it) is answered by the LPM trie. IPv6: a bitmap of
 //! hashed /32s, then the LPM trie. User space derives all of this from the tries, in an
 //! order that keeps every intermediate state safe (`docs/design/fast-path.md`).
@@ -12,7 +13,7 @@
 use aya_ebpf::maps::lpm_trie::Key;
 use filter_common::{
     maps::{v6_hint_index, SLOT_LEN, V4_BITS, V6_BITS},
-    Entry, LongKey,
+    Entry, LongKey, SLOT_INLINE,
 };
 
 use crate::maps::{V4_HINT, V4_LONG, V4_PREFIXES, V4_SLOTS, V6_HINT, V6_PREFIXES};
@@ -31,10 +32,25 @@ pub fn lookup_v4(addr: &[u8; 4]) -> Option<Entry> {
     if !hint(&V4_HINT, block) {
         return None;
     }
-    // SAFETY: the value is copied out at once; updates replace elements whole (RCU).
-    let Some(slot) = (unsafe { V4_SLOTS.get(block) }).copied() else {
+    // SAFETY: the element is read in place; updates replace elements whole (RCU).
+    let Some(slot) = (unsafe { V4_SLOTS.get(block) }) else {
         return trie_v4(addr);
     };
+    if slot.inline_count != 0 {
+        // The slot carries every longer entry of its /24, longest first.
+        let low = a as u8;
+        for i in 0..SLOT_INLINE {
+            if i >= usize::from(slot.inline_count) {
+                break;
+            }
+            let len = u32::from(slot.inline_len[i]);
+            let mask = (0xff00u32 >> (len.wrapping_sub(SLOT_LEN) & 15)) as u8;
+            if low & mask == slot.inline_low[i] {
+                return Some(slot.inline[i]);
+            }
+        }
+        return (slot.has_base != 0).then_some(slot.base);
+    }
     let mut len = V4_BITS;
     while len > SLOT_LEN {
         if slot.longer & (1u8 << (len - SLOT_LEN - 1)) != 0 {

@@ -20,7 +20,7 @@ use std::net::IpAddr;
 
 use filter_common::{
     maps::{v6_hint_index, HINT_WORDS, MIN_SLOTTED_LEN, SLOT_LEN},
-    Entry, LongKey, Slot,
+    Entry, LongKey, Slot, SLOT_INLINE,
 };
 
 use crate::{
@@ -213,21 +213,45 @@ impl Entries for Patched<'_> {
     }
 }
 
+/// Puts the long entries of a slot's /24 (address, length, entry) in the slot itself
+/// when there are few enough, longest first; else leaves them to the long-entry map.
+fn fill_inline(slot: &mut Slot, long: &mut [(u32, u32, Entry)]) {
+    slot.inline_count = 0;
+    slot.inline_low = [0; SLOT_INLINE];
+    slot.inline_len = [0; SLOT_INLINE];
+    slot.inline = [Entry::default(); SLOT_INLINE];
+    if long.len() > SLOT_INLINE {
+        return;
+    }
+    long.sort_unstable_by_key(|(addr, len, _)| (std::cmp::Reverse(*len), *addr));
+    for (i, (addr, len, e)) in long.iter().enumerate() {
+        slot.inline_low[i] = *addr as u8;
+        slot.inline_len[i] = *len as u8;
+        slot.inline[i] = *e;
+    }
+    slot.inline_count = long.len() as u8;
+}
+
 /// The slot of /24 `block`, and whether its hint bit is set, for `entries`.
 fn slot_of(entries: &impl Entries, block: u32) -> (Option<Slot>, bool) {
     let addr = IpAddr::V4((block << 8).into());
     let mut slot = Slot::default();
     let mut slotted = false;
+    let mut long = Vec::new();
     for (p, e) in entries.inside(block) {
         let len = u32::from(p.length());
         if len > SLOT_LEN {
             slot.longer |= 1 << (len - SLOT_LEN - 1);
+            if let Some((a, _)) = v4(&p) {
+                long.push((a, len, e));
+            }
         } else {
             slot.base = e;
             slot.has_base = 1;
         }
         slotted = true;
     }
+    fill_inline(&mut slot, &mut long);
     let mut broad = false;
     for len in (1..SLOT_LEN).rev() {
         if let Some(e) = entries.get(&Prefix::new_truncating(addr, len as u8)) {
@@ -262,11 +286,30 @@ impl FastState {
         let mut broad = Vec::new();
         // Shortest first, so that a longer entry's base overwrites a shorter one's.
         let mut short: Vec<(u32, u32, Entry)> = Vec::new();
+        // The long entries of one /24 come one after the other in prefix order.
+        let mut group: Vec<(u32, u32, Entry)> = Vec::new();
+        let flush = |s: &mut Self, group: &mut Vec<(u32, u32, Entry)>| {
+            if let Some((addr, _, _)) = group.first() {
+                let slot = s
+                    .slots
+                    .get_mut(&(addr >> (32 - SLOT_LEN)))
+                    .expect("created with the group");
+                fill_inline(slot, group);
+                group.clear();
+            }
+        };
         for (p, e) in entries {
             if let Some((addr, len)) = v4(p) {
                 if len > SLOT_LEN {
                     s.long.insert(long_key(addr, len), *e);
                     let block = addr >> (32 - SLOT_LEN);
+                    if group
+                        .first()
+                        .is_some_and(|(a, _, _)| a >> (32 - SLOT_LEN) != block)
+                    {
+                        flush(&mut s, &mut group);
+                    }
+                    group.push((addr, len, *e));
                     s.slots.entry(block).or_default().longer |= 1 << (len - SLOT_LEN - 1);
                 } else if len >= MIN_SLOTTED_LEN {
                     short.push((addr, len, *e));
@@ -286,6 +329,7 @@ impl FastState {
                 }
             }
         }
+        flush(&mut s, &mut group);
         broad.sort_by_key(|(_, len, _)| *len);
         for (addr, len, e) in broad {
             let range = blocks(addr, len);

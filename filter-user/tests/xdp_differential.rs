@@ -414,3 +414,123 @@ fn the_fast_path_stays_exact_through_small_changes() {
         assert_eq!((got_verdict, got_rule.unwrap_or(0)), want, "{src} -> {dst}");
     }
 }
+
+/// Sparse /24s, where the slot carries the few longer entries itself, and crowded ones,
+/// where they are probed in the long-entry map: every address of the three IPv4
+/// documentation /24s agrees with the model while entries come and go, so blocks cross
+/// between the two forms in both directions.
+#[test]
+fn slots_answer_alike_with_few_and_many_longer_entries() {
+    let mut rng = rng("sparse");
+    let mut dp = load();
+    let actions = random_actions(&mut rng);
+    for (&rule, &a) in &actions {
+        set_rule(&mut dp, rule, a);
+    }
+    let mut entries: BTreeMap<Prefix, Entry> = BTreeMap::new();
+    let mut crossings = 0;
+    for round in 0..40 {
+        let current = Snapshot::read(dp.maps()).expect("reading the maps");
+        let mut changes = BTreeMap::new();
+        for r in V4_RANGES {
+            // Aim each /24 at 0 to 7 longer entries, around the slot's capacity.
+            let block = u32::from(Ipv4Addr::new(r[0], r[1], r[2], 0));
+            let want = rng.random_range(0..8);
+            let inside: Vec<Prefix> = entries
+                .keys()
+                .filter(|p| p.length() > 24)
+                .filter(|p| matches!(p.addr(), IpAddr::V4(a) if u32::from(a) >> 8 == block >> 8))
+                .copied()
+                .collect();
+            for p in inside.iter().skip(want) {
+                changes.insert(*p, None);
+            }
+            for _ in inside.len()..want {
+                let len = rng.random_range(25..=32);
+                let p = Prefix::new_truncating(
+                    IpAddr::V4((block | rng.random_range(0..256)).into()),
+                    len,
+                );
+                let rule = |rng: &mut SmallRng| {
+                    if rng.random_bool(0.2) {
+                        0
+                    } else {
+                        rng.random_range(1..RULES)
+                    }
+                };
+                changes.insert(
+                    p,
+                    Some(Entry {
+                        dst_rule: rule(&mut rng),
+                        src_rule: rule(&mut rng),
+                    }),
+                );
+            }
+            if rng.random_bool(0.3) {
+                let p = Prefix::new_truncating(IpAddr::V4(block.into()), 24);
+                let e = if entries.contains_key(&p) {
+                    None
+                } else {
+                    Some(Entry {
+                        dst_rule: 1,
+                        src_rule: 0,
+                    })
+                };
+                changes.insert(p, e);
+            }
+        }
+        for (p, e) in &changes {
+            match e {
+                Some(e) => entries.insert(*p, *e),
+                None => entries.remove(p),
+            };
+        }
+        let plan = Plan::for_changes(&current, &changes, &current.rules);
+        plan.apply(dp.maps_mut()).expect("applying");
+        let mut mirror = current.clone();
+        plan.update(&mut mirror);
+        let held = Snapshot::read(dp.maps()).unwrap();
+        assert!(
+            held == mirror,
+            "round {round}: the maps hold what the plan says"
+        );
+        assert_fast_path_consistent(&dp);
+        let inline_before = current
+            .fast
+            .slots
+            .values()
+            .filter(|s| s.inline_count > 0)
+            .count();
+        let inline_after = held
+            .fast
+            .slots
+            .values()
+            .filter(|s| s.inline_count > 0)
+            .count();
+        crossings += usize::from(inline_before != inline_after);
+        let list: Vec<PrefixEntry> = entries
+            .iter()
+            .map(|(p, e)| PrefixEntry {
+                prefix: *p,
+                entry: *e,
+            })
+            .collect();
+        for r in V4_RANGES {
+            for last in 0..=255u8 {
+                let dst = IpAddr::V4(Ipv4Addr::new(r[0], r[1], r[2], last));
+                let src = IpAddr::V4(random_v4(&mut rng));
+                let want = model::decide(&list, &actions, false, src, dst);
+                let (_, got_verdict, got_rule) = observe(&dp, &Frame::ip(src, dst).bytes());
+                assert_eq!(
+                    (got_verdict, got_rule.unwrap_or(0)),
+                    want,
+                    "round {round}: {src} -> {dst}"
+                );
+            }
+        }
+    }
+    assert!(
+        crossings > 10,
+        "blocks must move between the two forms: {crossings}"
+    );
+}
