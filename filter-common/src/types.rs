@@ -81,12 +81,54 @@ pub struct Slot {
     /// How many of the `inline_*` entries are in use.
     pub inline_count: u8,
     pub _pad: u8,
+    /// [`Slot::seal`] of this slot's contents and /24: the program ignores a slot whose
+    /// seal does not match (read while its memory was being reused) and asks the trie.
+    pub seal: u32,
     /// The last byte of each inline entry's network, and its length (25..=32).
     pub inline_low: [u8; 4],
     pub inline_len: [u8; 4],
     pub inline: [Entry; 4],
 }
-const _: () = assert!(size_of::<Slot>() == 12 + 10 * SLOT_INLINE && SLOT_INLINE == 4);
+const _: () = assert!(size_of::<Slot>() == 16 + 10 * SLOT_INLINE && SLOT_INLINE == 4);
+
+impl Slot {
+    /// A checksum of the slot's fields (all but `seal`) and of its /24 `block`.
+    ///
+    /// The kernel may reuse a hash-map element's memory as soon as an update has replaced
+    /// it, while a packet that looked it up just before still reads it; the seal turns
+    /// such a torn or foreign read into a trie lookup instead of a wrong answer.
+    #[inline(always)]
+    pub fn seal(&self, block: u32) -> u32 {
+        let words = [
+            self.base.dst_rule,
+            self.base.src_rule,
+            u32::from_le_bytes([self.has_base, self.longer, self.inline_count, self._pad]),
+            u32::from_le_bytes(self.inline_low),
+            u32::from_le_bytes(self.inline_len),
+            self.inline[0].dst_rule,
+            self.inline[0].src_rule,
+            self.inline[1].dst_rule,
+            self.inline[1].src_rule,
+            self.inline[2].dst_rule,
+            self.inline[2].src_rule,
+            self.inline[3].dst_rule,
+            self.inline[3].src_rule,
+        ];
+        let mut h = block.wrapping_mul(0x9e37_79b1) ^ 0x5bd1_e995;
+        let mut i = 0;
+        while i < words.len() {
+            h = (h ^ words[i]).wrapping_mul(0x0100_0193).rotate_left(13);
+            i += 1;
+        }
+        h | 1
+    }
+
+    /// The slot with its seal for `block` set.
+    pub fn sealed(mut self, block: u32) -> Self {
+        self.seal = self.seal(block);
+        self
+    }
+}
 
 /// Key of an IPv4 entry longer than /24.
 #[repr(C)]
@@ -98,6 +140,16 @@ pub struct LongKey {
     pub _pad: [u8; 3],
 }
 const _: () = assert!(size_of::<LongKey>() == 8);
+
+/// Value of [`crate::maps::V4_LONG`]: the entry, and its key again, so that the program
+/// can tell an element whose memory was reused for another key (see [`Slot::seal`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LongValue {
+    pub entry: Entry,
+    pub key: LongKey,
+}
+const _: () = assert!(size_of::<LongValue>() == 16);
 
 /// How to re-address a frame redirected to the block-notice host: the Ethernet
 /// destination becomes the notice host's MAC and the source the redirect interface's.
@@ -123,4 +175,5 @@ mod pod {
     unsafe impl aya::Pod for super::RedirectTarget {}
     unsafe impl aya::Pod for super::Slot {}
     unsafe impl aya::Pod for super::LongKey {}
+    unsafe impl aya::Pod for super::LongValue {}
 }

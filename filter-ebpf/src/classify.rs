@@ -56,30 +56,61 @@ pub fn classify(parsed: &Parsed) -> Decision {
 /// The decision for an IPv4 packet from `src` to `dst`.
 #[inline(always)]
 pub fn decide_v4(src: &[u8; 4], dst: &[u8; 4]) -> Decision {
-    decide(|side| match side {
-        Side::Dst => lookup_v4(dst).map(|e| e.dst_rule),
-        Side::Src => lookup_v4(src).map(|e| e.src_rule),
-    })
+    decide(&V4 { src, dst })
 }
 
 /// The decision for an IPv6 packet from `src` to `dst`.
 #[inline(always)]
 pub fn decide_v6(src: &[u8; 16], dst: &[u8; 16]) -> Decision {
-    decide(|side| match side {
-        Side::Dst => lookup_v6(dst).map(|e| e.dst_rule),
-        Side::Src => lookup_v6(src).map(|e| e.src_rule),
-    })
+    decide(&V6 { src, dst })
 }
 
-/// Combines the per-side lookups into one decision. `lookup(side)` returns the rule
-/// number that applies to that side's address, or `None` when no prefix covers it.
+/// The rule number that applies to one side's address, or `None` when no prefix covers
+/// it. A trait rather than a closure: closures may be outlined into BPF subprograms,
+/// and the verifier refuses some of the code LLVM emits for returning from them.
+trait Lookup {
+    fn rule(&self, side: Side) -> Option<u32>;
+}
+
+struct V4<'a> {
+    src: &'a [u8; 4],
+    dst: &'a [u8; 4],
+}
+
+impl Lookup for V4<'_> {
+    #[inline(always)]
+    fn rule(&self, side: Side) -> Option<u32> {
+        match side {
+            Side::Dst => lookup_v4(self.dst).map(|e| e.dst_rule),
+            Side::Src => lookup_v4(self.src).map(|e| e.src_rule),
+        }
+    }
+}
+
+struct V6<'a> {
+    src: &'a [u8; 16],
+    dst: &'a [u8; 16],
+}
+
+impl Lookup for V6<'_> {
+    #[inline(always)]
+    fn rule(&self, side: Side) -> Option<u32> {
+        match side {
+            Side::Dst => lookup_v6(self.dst).map(|e| e.dst_rule),
+            Side::Src => lookup_v6(self.src).map(|e| e.src_rule),
+        }
+    }
+}
+
+/// Combines the per-side lookups into one decision: the destination first; the source
+/// only if the destination does not block.
 #[inline(always)]
-fn decide(lookup: impl Fn(Side) -> Option<u32>) -> Decision {
-    let by_dst = apply(lookup(Side::Dst).unwrap_or(NO_RULE), Side::Dst);
+fn decide(lookup: &impl Lookup) -> Decision {
+    let by_dst = apply(lookup.rule(Side::Dst).unwrap_or(NO_RULE), Side::Dst);
     if by_dst.blocks() {
         return by_dst;
     }
-    let by_src = apply(lookup(Side::Src).unwrap_or(NO_RULE), Side::Src);
+    let by_src = apply(lookup.rule(Side::Src).unwrap_or(NO_RULE), Side::Src);
     if by_src.blocks() || by_src.weight() > by_dst.weight() {
         by_src
     } else {

@@ -13,7 +13,7 @@
 use aya_ebpf::maps::lpm_trie::Key;
 use filter_common::{
     maps::{v6_hint_index, SLOT_LEN, V4_BITS, V6_BITS},
-    Entry, LongKey, SLOT_INLINE,
+    Entry, LongKey, Slot, SLOT_INLINE,
 };
 
 use crate::maps::{V4_HINT, V4_LONG, V4_PREFIXES, V4_SLOTS, V6_HINT, V6_PREFIXES};
@@ -32,10 +32,17 @@ pub fn lookup_v4(addr: &[u8; 4]) -> Option<Entry> {
     if !hint(&V4_HINT, block) {
         return None;
     }
-    // SAFETY: the element is read in place; updates replace elements whole (RCU).
-    let Some(slot) = (unsafe { V4_SLOTS.get(block) }) else {
+    // SAFETY: the pointer is valid for this run of the program (RCU).
+    let Some(found) = (unsafe { V4_SLOTS.get(block) }) else {
         return trie_v4(addr);
     };
+    // The kernel may reuse the element's memory for an update meanwhile: read it once,
+    // and trust the copy only if its seal matches.
+    // SAFETY: `found` points to a whole `Slot` in the map.
+    let slot: Slot = unsafe { core::ptr::read_volatile(found) };
+    if slot.seal != slot.seal(block) {
+        return trie_v4(addr);
+    }
     if slot.inline_count != 0 {
         // The slot carries every longer entry of its /24, longest first.
         let low = a as u8;
@@ -59,9 +66,13 @@ pub fn lookup_v4(addr: &[u8; 4]) -> Option<Entry> {
                 len: len as u8,
                 _pad: [0; 3],
             };
-            // SAFETY: as above.
-            if let Some(entry) = unsafe { V4_LONG.get(key) } {
-                return Some(*entry);
+            // SAFETY: as above; the copy is trusted only if it names this key.
+            if let Some(found) = unsafe { V4_LONG.get(key) } {
+                let value = unsafe { core::ptr::read_volatile(found) };
+                if value.key != key {
+                    return trie_v4(addr);
+                }
+                return Some(value.entry);
             }
         }
         len -= 1;

@@ -6,7 +6,9 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, DevMap, HashMap, LpmTrie, PerCpuArray},
 };
-use filter_common::{maps, verdict, Counter, Entry, LongKey, RedirectTarget, Rule, Slot};
+use filter_common::{
+    maps, verdict, Counter, Entry, LongKey, LongValue, RedirectTarget, Rule, Slot,
+};
 
 /// Blocked, monitored and exempted IPv4 prefixes: the authority the fast path is derived
 /// from, and its fallback. The value names the rule per direction.
@@ -31,7 +33,7 @@ pub static V4_SLOTS: HashMap<u32, Slot> =
 
 /// IPv4 entries longer than /24, by network and length.
 #[map(name = "BF_V4_LONG")]
-pub static V4_LONG: HashMap<LongKey, Entry> =
+pub static V4_LONG: HashMap<LongKey, LongValue> =
     HashMap::with_max_entries(maps::DECLARED_PREFIX_CAPACITY, BPF_F_NO_PREALLOC);
 
 /// One bit per hashed IPv6 /32: may any entry cover it?

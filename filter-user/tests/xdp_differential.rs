@@ -9,7 +9,9 @@ use std::{
 };
 
 use common::*;
-use filter_common::{action, parse, types::EXCEPTION_RULE, verdict, Entry};
+use filter_common::{
+    action, parse, types::EXCEPTION_RULE, verdict, Entry, LongKey, LongValue, Slot,
+};
 use filter_user::{
     dataplane::{model, xdp_action, Dataplane, PrefixEntry},
     frame::{Frame, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6},
@@ -532,5 +534,133 @@ fn slots_answer_alike_with_few_and_many_longer_entries() {
     assert!(
         crossings > 10,
         "blocks must move between the two forms: {crossings}"
+    );
+}
+
+/// A slot or long entry read while the kernel reuses its memory must not decide: the
+/// program checks a slot's seal (which covers its /24) and a long entry's key, and asks
+/// the trie instead. Slots and long entries that are wrong but unsealed, sealed for
+/// another /24, or naming another key leave every answer equal to the model's; the same
+/// wrong slots properly sealed change answers, so the check is what protects.
+#[test]
+fn torn_or_foreign_fast_path_reads_fall_back_to_the_trie() {
+    let mut rng = rng("seal");
+    let mut dp = load();
+    let actions = random_actions(&mut rng);
+    let mut entries: Vec<PrefixEntry> = Vec::new();
+    for r in V4_RANGES {
+        let block = u32::from(Ipv4Addr::new(r[0], r[1], r[2], 0));
+        // The first /24 has more longer entries than a slot carries: the long-entry map
+        // answers there; the others answer from their slots.
+        let crowd: &[(u32, u8)] = if r == V4_RANGES[0] {
+            &[(100, 32), (101, 32), (150, 31)]
+        } else {
+            &[]
+        };
+        for &(low, len) in [(0, 24), (64, 26), (7, 32), (200, 29)].iter().chain(crowd) {
+            entries.push(PrefixEntry {
+                prefix: Prefix::new_truncating(IpAddr::V4((block | low).into()), len),
+                entry: Entry {
+                    dst_rule: rng.random_range(1..RULES),
+                    src_rule: rng.random_range(0..RULES),
+                },
+            });
+        }
+    }
+    install_scenario(&mut dp, &entries, &actions);
+    let drop_rule = *actions
+        .iter()
+        .find(|(_, a)| **a == action::DROP)
+        .expect("a drop rule")
+        .0;
+    let agrees = |dp: &Dataplane, rng: &mut SmallRng| -> usize {
+        let mut differ = 0;
+        for r in V4_RANGES {
+            for last in 0..=255u8 {
+                let dst = IpAddr::V4(Ipv4Addr::new(r[0], r[1], r[2], last));
+                let src = IpAddr::V4(random_v4(rng));
+                let want = model::decide(&entries, &actions, false, src, dst);
+                let (_, verdict, rule) = observe(dp, &Frame::ip(src, dst).bytes());
+                differ += usize::from((verdict, rule.unwrap_or(0)) != want);
+            }
+        }
+        differ
+    };
+    assert_eq!(agrees(&dp, &mut rng), 0, "before tampering");
+    let held = Snapshot::read(dp.maps()).unwrap();
+    // A wrong slot: every address of the /24 dropped by one rule, nothing inline.
+    let wrong = |block: u32| Slot {
+        base: Entry {
+            dst_rule: drop_rule,
+            src_rule: drop_rule,
+        },
+        has_base: 1,
+        ..held.fast.slots[&block]
+    };
+    let blocks: Vec<u32> = held.fast.slots.keys().copied().collect();
+    assert_eq!(blocks.len(), 3);
+    let unsealed: Vec<(u32, Slot)> = blocks
+        .iter()
+        .map(|b| {
+            (
+                *b,
+                Slot {
+                    seal: 0,
+                    ..wrong(*b)
+                },
+            )
+        })
+        .collect();
+    dp.maps().put_slots_as_is(&unsealed).unwrap();
+    assert_eq!(agrees(&dp, &mut rng), 0, "unsealed slots are ignored");
+    let elsewhere: Vec<(u32, Slot)> = blocks
+        .iter()
+        .map(|b| (*b, wrong(*b).sealed(b + 1)))
+        .collect();
+    dp.maps().put_slots_as_is(&elsewhere).unwrap();
+    assert_eq!(
+        agrees(&dp, &mut rng),
+        0,
+        "slots sealed for another /24 are ignored"
+    );
+    let foreign: Vec<(LongKey, LongValue)> = held
+        .fast
+        .long
+        .keys()
+        .map(|k| {
+            (
+                *k,
+                LongValue {
+                    entry: Entry {
+                        dst_rule: drop_rule,
+                        src_rule: drop_rule,
+                    },
+                    key: LongKey {
+                        len: k.len - 1,
+                        ..*k
+                    },
+                },
+            )
+        })
+        .collect();
+    assert!(
+        held.fast.slots.values().any(|s| s.inline_count == 0)
+            && held.fast.slots.values().any(|s| s.inline_count > 0)
+    );
+    // The right slots again, so that the crowded /24 probes the long entries.
+    let right: Vec<(u32, Slot)> = held.fast.slots.iter().map(|(b, s)| (*b, *s)).collect();
+    dp.maps().put_slots(&right).unwrap();
+    assert_eq!(agrees(&dp, &mut rng), 0, "the right slots again");
+    dp.maps().put_long_as_is(&foreign).unwrap();
+    assert_eq!(
+        agrees(&dp, &mut rng),
+        0,
+        "long entries naming another key are ignored"
+    );
+    let sealed: Vec<(u32, Slot)> = blocks.iter().map(|b| (*b, wrong(*b).sealed(*b))).collect();
+    dp.maps().put_slots_as_is(&sealed).unwrap();
+    assert!(
+        agrees(&dp, &mut rng) > 100,
+        "properly sealed wrong slots do decide"
     );
 }

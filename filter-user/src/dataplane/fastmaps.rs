@@ -10,7 +10,7 @@ use std::{
 };
 
 use aya::maps::{Map, MapError};
-use filter_common::{maps as names, Entry, LongKey, Slot};
+use filter_common::{maps as names, Entry, LongKey, LongValue, Slot};
 
 use super::{batch, maps::Maps, DataplaneError};
 
@@ -184,19 +184,66 @@ impl Maps {
         self.fast.slot_capacity
     }
 
+    /// The slots, as user space computes them: the seal is checked and cleared (a slot
+    /// whose seal does not match keeps it, so that it differs from any derived slot).
     pub fn slots(&self) -> Result<HashMap<u32, Slot>, DataplaneError> {
-        read_all(&self.fast.slots, names::V4_SLOTS)
+        let mut slots: HashMap<u32, Slot> = read_all(&self.fast.slots, names::V4_SLOTS)?;
+        for (block, slot) in slots.iter_mut() {
+            if slot.seal == slot.seal(*block) {
+                slot.seal = 0;
+            }
+        }
+        Ok(slots)
     }
 
+    /// The long entries; one whose value names another key reads as an impossible entry.
     pub fn long_entries(&self) -> Result<HashMap<LongKey, Entry>, DataplaneError> {
-        read_all(&self.fast.long, names::V4_LONG)
+        let values: HashMap<LongKey, LongValue> = read_all(&self.fast.long, names::V4_LONG)?;
+        Ok(values
+            .into_iter()
+            .map(|(k, v)| {
+                let e = if v.key == k {
+                    v.entry
+                } else {
+                    Entry {
+                        dst_rule: u32::MAX,
+                        src_rule: u32::MAX,
+                    }
+                };
+                (k, e)
+            })
+            .collect())
     }
 
+    /// Writes slots, each sealed for its /24.
     pub fn put_slots(&self, items: &[(u32, Slot)]) -> Result<(), DataplaneError> {
+        let sealed: Vec<(u32, Slot)> = items.iter().map(|(b, s)| (*b, s.sealed(*b))).collect();
         put(
             &self.fast.slots,
             names::V4_SLOTS,
             self.fast.slot_capacity,
+            &sealed,
+        )
+    }
+
+    /// Writes slots exactly as given, seal included: for the tests of the seal.
+    #[doc(hidden)]
+    pub fn put_slots_as_is(&self, items: &[(u32, Slot)]) -> Result<(), DataplaneError> {
+        put(
+            &self.fast.slots,
+            names::V4_SLOTS,
+            self.fast.slot_capacity,
+            items,
+        )
+    }
+
+    /// Writes long-entry values exactly as given: for the tests of the key check.
+    #[doc(hidden)]
+    pub fn put_long_as_is(&self, items: &[(LongKey, LongValue)]) -> Result<(), DataplaneError> {
+        put(
+            &self.fast.long,
+            names::V4_LONG,
+            self.fast.long_capacity,
             items,
         )
     }
@@ -206,11 +253,23 @@ impl Maps {
     }
 
     pub fn put_long(&self, items: &[(LongKey, Entry)]) -> Result<(), DataplaneError> {
+        let values: Vec<(LongKey, LongValue)> = items
+            .iter()
+            .map(|(key, entry)| {
+                (
+                    *key,
+                    LongValue {
+                        entry: *entry,
+                        key: *key,
+                    },
+                )
+            })
+            .collect();
         put(
             &self.fast.long,
             names::V4_LONG,
             self.fast.long_capacity,
-            items,
+            &values,
         )
     }
 

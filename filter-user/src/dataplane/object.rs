@@ -3,7 +3,9 @@
 use std::path::Path;
 
 use aya::maps::{lpm_trie::Key, MapInfo, MapType};
-use filter_common::{maps as names, verdict, Counter, Entry, LongKey, RedirectTarget, Rule, Slot};
+use filter_common::{
+    maps as names, verdict, Counter, Entry, LongKey, LongValue, RedirectTarget, Rule, Slot,
+};
 
 use super::DataplaneError;
 
@@ -98,7 +100,7 @@ pub const SHAPES: [MapShape; 11] = [
         name: names::V4_LONG,
         map_type: MapType::Hash,
         key_size: size::<LongKey>(),
-        value_size: size::<Entry>(),
+        value_size: size::<LongValue>(),
         max_entries: None,
     },
     MapShape {
