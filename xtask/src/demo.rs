@@ -439,6 +439,12 @@ pub fn run(ifaces: &[String], keep: bool, daemon_args: &[String]) -> anyhow::Res
         println!("{line}");
     }
     show("the audit trail", &bin, &["audit"])?;
+    let (orders, pins) = (format!("{DIR}/orders.json"), format!("{DIR}/bpffs/pins"));
+    show(
+        "proof that the data plane enforces exactly the file (read from the pinned maps)",
+        &bin,
+        &["verify", "--orders", &orders, "--pin-dir", &pins],
+    )?;
 
     if keep {
         println!("\nThe demo keeps running. Try, for example:");
