@@ -11,8 +11,11 @@
 //! 0. widen slot masks, create slots (with the old base), set hint bits;
 //! 1. write long entries added or changed, longest first;
 //! 2. move slot bases to the old-and-new entry set;
-//! 3. (after the trie's removals) delete long entries;
-//! 4. move slot bases and masks to the new entry set;
+//! 3. (beside the trie's removals) move slot bases to the new entry set, keeping the
+//!    longer entries: entries up to /24 go before the longer ones inside them, as the
+//!    trie's removals do (parents first), so no address falls back to a base that
+//!    neither list gives it; then delete long entries;
+//! 4. move slot masks and inline entries to the new entry set;
 //! 5. clear hint bits, then delete slots no longer needed.
 
 use std::collections::{BTreeMap, HashMap};
@@ -366,7 +369,9 @@ pub struct FastPlan {
     pub long_upserts: Vec<(LongKey, Entry)>,
     /// Step 2.
     pub mid: Vec<(u32, Slot)>,
-    /// Step 3.
+    /// Step 3: slots with the new base and the middle's longer entries, then long
+    /// entries to delete.
+    pub rebase: Vec<(u32, Slot)>,
     pub long_removals: Vec<LongKey>,
     /// Step 4.
     pub settle: Vec<(u32, Slot)>,
@@ -386,6 +391,34 @@ const INCREMENTAL_LIMIT: usize = 8;
 
 /// A block's slot and hint bit, in the middle of the sync and at its end.
 type BlockStates = [(Option<Slot>, bool); 2];
+
+/// One step of a fast-path plan (see the module's documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Widen,
+    SetHints,
+    LongUpserts,
+    Mid,
+    Rebase,
+    LongRemovals,
+    Settle,
+    ClearHints,
+    DeleteSlots,
+}
+
+impl Step {
+    /// The steps that go with the trie's upserts, in order.
+    pub const BEFORE_REMOVALS: [Step; 4] =
+        [Step::Widen, Step::SetHints, Step::LongUpserts, Step::Mid];
+    /// The steps that go with the trie's removals, in order.
+    pub const AFTER_REMOVALS: [Step; 5] = [
+        Step::Rebase,
+        Step::LongRemovals,
+        Step::Settle,
+        Step::ClearHints,
+        Step::DeleteSlots,
+    ];
+}
 
 impl FastPlan {
     /// The steps from `current` (what the maps hold, derived from `old`) to the fast path
@@ -436,7 +469,14 @@ impl FastPlan {
             .iter()
             .map(|b| (*b, [slot_of(&overlay, *b), slot_of(new, *b)]))
             .collect();
-        let mut plan = Self::blocks(current, old, &touched, |b| states[b], true);
+        let mut plan = Self::blocks(
+            current,
+            old,
+            &touched,
+            |b| states[b],
+            |b| short_base(new, b),
+            true,
+        );
         for (p, e) in upserts {
             if let Some((addr, len)) = v4(p).filter(|(_, len)| *len > SLOT_LEN) {
                 plan.long_upserts.push((long_key(addr, len), *e));
@@ -506,7 +546,7 @@ impl FastPlan {
                 (end_ref.slots.get(b).copied(), bit(&end_ref.v4_hint, *b)),
             ]
         };
-        let mut plan = Self::blocks(current, old, &all, state, false);
+        let mut plan = Self::blocks(current, old, &all, state, |b| short_base(new, b), false);
         // Whole bitmaps compared: also blocks without slots (broad entries), and bits an
         // interrupted sync left behind.
         plan.v4_hint_set = changed_bits(&current.v4_hint, &mid.v4_hint, |cur, m| m & !cur);
@@ -547,12 +587,14 @@ impl FastPlan {
         plan
     }
 
-    /// Steps 0, 2, 4 and 5 for `blocks` (and their hint bits, with `hints`).
+    /// Steps 0, 2, 3 (slots), 4 and 5 for `blocks` (and their hint bits, with `hints`).
+    /// `end_base(b)`: the new entries' answer up to /24 for a block whose slot goes.
     fn blocks(
         current: &FastState,
         old: &BTreeMap<Prefix, Entry>,
         blocks: &[u32],
         state: impl Fn(&u32) -> BlockStates,
+        end_base: impl Fn(u32) -> Option<Entry>,
         hints: bool,
     ) -> Self {
         let mut plan = FastPlan::default();
@@ -593,6 +635,21 @@ impl FastPlan {
             if let Some(mid) = mid_slot {
                 if widened.or(cur_slot) != Some(mid) {
                     plan.mid.push((b, mid));
+                }
+            }
+            // Step 3: the new base under the middle's longer entries.
+            if let Some(mid) = mid_slot {
+                let base = match new_slot {
+                    Some(s) => (s.has_base != 0).then_some(s.base),
+                    None => end_base(b),
+                };
+                let rebased = Slot {
+                    base: base.unwrap_or_default(),
+                    has_base: u8::from(base.is_some()),
+                    ..mid
+                };
+                if rebased != mid {
+                    plan.rebase.push((b, rebased));
                 }
             }
             // Steps 4 and 5.
@@ -660,6 +717,7 @@ impl FastPlan {
             && self.v6_hint_set.is_empty()
             && self.long_upserts.is_empty()
             && self.mid.is_empty()
+            && self.rebase.is_empty()
             && self.long_removals.is_empty()
             && self.settle.is_empty()
             && self.v4_hint_clear.is_empty()
@@ -667,30 +725,49 @@ impl FastPlan {
             && self.slot_deletes.is_empty()
     }
 
-    /// Steps 0 to 2, after the trie's upserts.
+    /// Steps 0 to 2, beside the trie's upserts.
     pub fn apply_before_removals(&self, maps: &Maps) -> Result<(), DataplaneError> {
-        maps.put_slots(&self.widen)?;
-        for b in &self.v4_hint_set {
-            maps.v4_hint().set(*b);
-        }
-        for b in &self.v6_hint_set {
-            maps.v6_hint().set(*b);
-        }
-        maps.put_long(&self.long_upserts)?;
-        maps.put_slots(&self.mid)
+        Step::BEFORE_REMOVALS
+            .iter()
+            .try_for_each(|step| self.apply_step(maps, *step))
     }
 
-    /// Steps 3 to 5, after the trie's removals.
+    /// Steps 3 to 5, beside the trie's removals.
     pub fn apply_after_removals(&self, maps: &Maps) -> Result<(), DataplaneError> {
-        maps.delete_long(&self.long_removals)?;
-        maps.put_slots(&self.settle)?;
-        for b in &self.v4_hint_clear {
-            maps.v4_hint().clear(*b);
+        Step::AFTER_REMOVALS
+            .iter()
+            .try_for_each(|step| self.apply_step(maps, *step))
+    }
+
+    /// One step (the tests look at the data plane between steps).
+    pub fn apply_step(&self, maps: &Maps, step: Step) -> Result<(), DataplaneError> {
+        match step {
+            Step::Widen => maps.put_slots(&self.widen),
+            Step::SetHints => {
+                for b in &self.v4_hint_set {
+                    maps.v4_hint().set(*b);
+                }
+                for b in &self.v6_hint_set {
+                    maps.v6_hint().set(*b);
+                }
+                Ok(())
+            }
+            Step::LongUpserts => maps.put_long(&self.long_upserts),
+            Step::Mid => maps.put_slots(&self.mid),
+            Step::Rebase => maps.put_slots(&self.rebase),
+            Step::LongRemovals => maps.delete_long(&self.long_removals),
+            Step::Settle => maps.put_slots(&self.settle),
+            Step::ClearHints => {
+                for b in &self.v4_hint_clear {
+                    maps.v4_hint().clear(*b);
+                }
+                for b in &self.v6_hint_clear {
+                    maps.v6_hint().clear(*b);
+                }
+                Ok(())
+            }
+            Step::DeleteSlots => maps.delete_slots(&self.slot_deletes),
         }
-        for b in &self.v6_hint_clear {
-            maps.v6_hint().clear(*b);
-        }
-        maps.delete_slots(&self.slot_deletes)
     }
 }
 
