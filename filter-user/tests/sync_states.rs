@@ -2,9 +2,10 @@
 //! trie and each step of the fast path, every address that both the old and the new
 //! entries block must be blocked by the program (BPF_PROG_TEST_RUN).
 //!
-//! Prefixes nest around 198.51.100.0/24 from /16 to /32, so that slot bases come from
+//! Prefixes nest around 198.51.100.0/24 from /8 to /32, so that slot bases come from
 //! covering entries and slots cross between carrying their longer entries and probing
-//! the long-entry map. The covering /16, /20 and /23 reach outside the documentation
+//! the long-entry map, and a /8 makes the trie answer for blocks without a slot. The
+//! covering /8, /16, /20 and /23 reach outside the documentation
 //! range, but only as map entries: every frame is addressed inside 198.51.100.0/24 or
 //! 192.0.2.0/24, and none leaves the test run.
 
@@ -26,7 +27,8 @@ use filter_user::{
 };
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 
-const POOL: [&str; 20] = [
+const POOL: [&str; 21] = [
+    "198.0.0.0/8",
     "198.51.0.0/16",
     "198.51.96.0/20",
     "198.51.100.0/23",
