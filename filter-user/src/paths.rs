@@ -4,7 +4,8 @@
 pub const ORDERS: &str = "/etc/borderfilter/orders.json";
 /// The daemon's control socket, which the CLI talks to.
 pub const SOCKET: &str = "/run/borderfilter/control.sock";
-/// bpffs directory holding the pinned program links and maps.
+/// bpffs directory holding the pinned maps (the program stays attached through netlink,
+/// not through pinned links: see `dataplane::attach`).
 pub const PIN_DIR: &str = "/sys/fs/bpf/borderfilter";
 /// Where the audit trail is appended.
 pub const AUDIT_LOG: &str = "/var/lib/borderfilter/audit.jsonl";

@@ -125,7 +125,16 @@ pub fn check(address: &str, path: &Path, json: bool) -> anyhow::Result<i32> {
     if json {
         let sides: Vec<_> = sides
             .iter()
-            .map(|(s, d)| json!({"side": s, "decision": d}))
+            .map(|(s, d)| {
+                let verdict = match d {
+                    Decision::Pass => "pass".to_string(),
+                    Decision::Exempt { .. } => "exempt".to_string(),
+                    Decision::Order { order, .. } => {
+                        verdict_text(list.orders[*order].action, *s == Side::Src)
+                    }
+                };
+                json!({"side": s, "verdict": verdict, "decision": d})
+            })
             .collect();
         println!(
             "{}",
@@ -150,11 +159,24 @@ pub fn check(address: &str, path: &Path, json: bool) -> anyhow::Result<i32> {
                     let o = &list.orders[*order];
                     println!(
                         "{addr} as {side}: {} by order {} ({}, issued {}), prefix {prefix}",
-                        o.action, o.id, o.authority, o.issued.text
+                        verdict_text(o.action, side == "source"),
+                        o.id,
+                        o.authority,
+                        o.issued.text
                     )
                 }
             }
         }
     }
     Ok(0)
+}
+
+/// What the data plane does for an order's action on one side: a redirect order sends
+/// requests *to* the service to the notice host, and drops traffic *from* it.
+fn verdict_text(action: crate::orders::Action, source: bool) -> String {
+    if source && action == crate::orders::Action::Redirect {
+        "drop".to_string()
+    } else {
+        action.to_string()
+    }
 }

@@ -280,7 +280,7 @@ impl Maps {
 
 /// The fast-path maps of a loaded program.
 pub struct FastMaps {
-    /// The hint maps stay open beside their mappings, so that `Maps::ids` sees them.
+    /// The hint maps stay open beside their mappings (the mappings need the maps alive).
     _hint_maps: [Map; 2],
     pub(super) v4_hint: Hint,
     pub(super) v6_hint: Hint,

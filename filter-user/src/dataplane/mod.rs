@@ -3,7 +3,8 @@
 //!
 //! - `object`: the embedded program and the shape of every map it declares;
 //! - `maps`: typed reads and writes (prefix entries, rules, counters);
-//! - `attach`: attaching to interfaces, pinned links, detaching;
+//! - `attach`: attaching to interfaces (through netlink, so the attachment outlives the
+//!   daemon without pinned links), finding our attachments, detaching;
 //! - `model`: a plain-Rust model of the program's decision, for tests and `check`.
 
 mod attach;

@@ -65,8 +65,8 @@ fn list_json(orders: &[String]) -> String {
     )
 }
 
-/// The million-prefix list: 100 orders in 240.0.0.0/5 plus one order in 198.51.100.0/24
-/// that the CLI test adds to.
+/// The million-prefix list: 100 orders in 240.0.0.0/5 plus one order (`CLI`, listing
+/// 203.0.113.255) that the CLI test adds 198.51.100.x addresses to.
 fn big_list(n: usize, seed: u64) -> String {
     let mut rng = lists::rng(seed);
     let prefixes: Vec<String> = lists::v4_within(n, 0xf000_0000, 5, &mut rng)
