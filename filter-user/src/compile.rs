@@ -88,8 +88,13 @@ pub struct Compiled {
     pub rule_of_order: Vec<u32>,
     /// What lists each entry's prefix: exceptions, and orders in force. Kept so that a
     /// small change can be compiled without going through the whole list again.
-    pub listers: HashMap<Prefix, Vec<Lister>>,
+    pub listers: Listers,
 }
+
+/// What lists each listed prefix (a fast hasher: a million entries are hashed at every
+/// full compile).
+pub type Listers =
+    HashMap<Prefix, Vec<Lister>, std::hash::BuildHasherDefault<crate::fastpath::IntHasher>>;
 
 /// What lists a prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -300,6 +305,7 @@ pub fn compile(
     }
     items.sort_by_key(|item| item.0);
 
+    out.listers.reserve(items.len());
     let mut stack: Vec<(Prefix, Inherited)> = Vec::new();
     let mut i = 0;
     while i < items.len() {
