@@ -5,6 +5,7 @@
 
 mod bench;
 mod cmd;
+mod deb;
 mod demo;
 mod setup;
 mod test;
@@ -49,6 +50,10 @@ enum Task {
         #[arg(long)]
         release: bool,
     },
+    /// Build the Debian package target/debian/borderfilter_<version>_<arch>.deb (release
+    /// binary, systemd unit, conffiles, man page, completions, docs) and check it with
+    /// lintian, systemd-analyze verify and man.
+    Deb,
     /// Run every check: formatting, clippy, unit tests, BPF_PROG_TEST_RUN fixtures and
     /// the end-to-end tests in network namespaces. Needs root.
     Test {
@@ -65,6 +70,7 @@ fn main() -> anyhow::Result<()> {
             setup::build_toolchain()?;
             cmd::cargo_build(release)
         }
+        Task::Deb => deb::run(),
         Task::Test { cargo_args } => test::run(&cargo_args),
         Task::Bench { quick } => bench::run(quick),
         Task::Run {

@@ -29,12 +29,23 @@ pub const TEST_PACKAGES: &[&str] = &[
     "prometheus", // promtool checks the metrics and the alert rules
 ];
 
+/// Tools that build and check the Debian package (`cargo xtask deb`) and that the
+/// package test uses the way an operator would.
+pub const PACKAGE_PACKAGES: &[&str] = &[
+    "dpkg-dev", // dpkg-shlibdeps: the package's library dependencies
+    "binutils", // strip
+    "lintian",  // Debian's package checks
+    "systemd",  // systemd-analyze verify
+    "man-db",   // man: the man page renders
+];
+
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 
 pub fn all() -> anyhow::Result<()> {
     build_toolchain()?;
-    packages(TEST_PACKAGES)
+    packages(TEST_PACKAGES)?;
+    packages(PACKAGE_PACKAGES)
 }
 
 /// Everything needed to build the XDP program.

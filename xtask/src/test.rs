@@ -19,11 +19,14 @@ pub fn run(cargo_args: &[String]) -> anyhow::Result<()> {
         "warnings",
     ]))?;
     cmd::cargo_build(false)?;
+    // tests/tests/e2e_package.rs installs it.
+    let deb = crate::deb::build()?;
     step("unit, BPF_PROG_TEST_RUN and end-to-end tests");
     cmd::run(
         cargo()
             .args(["test", "--workspace"])
             .env("BORDERFILTER_BIN", cmd::borderfilter_bin())
+            .env("BORDERFILTER_DEB", deb)
             .args(cargo_args),
     )
 }

@@ -129,7 +129,9 @@ pub fn run(socket: &Path, command: Command, json: bool) -> anyhow::Result<i32> {
         | Command::Validate(_)
         | Command::Verify(_)
         | Command::Detach(_)
-        | Command::Notice(_) => {
+        | Command::Notice(_)
+        | Command::Doctor(_)
+        | Command::Generate(_) => {
             unreachable!("dispatched elsewhere")
         }
     }

@@ -3,6 +3,8 @@
 //! `client`, those that work without it in `offline`.
 
 mod client;
+mod doctor;
+mod generate;
 mod offline;
 pub mod table;
 mod verify;
@@ -111,6 +113,41 @@ pub enum Command {
     ///
     /// Example: borderfilter verify --orders /etc/borderfilter/orders.json --json
     Verify(VerifyArgs),
+    /// Check that this host can run the daemon with these options, and say how to fix
+    /// what it cannot.
+    ///
+    /// Checks the kernel (version, BTF), the bpffs mount, the memlock limit, capabilities,
+    /// each --iface (exists, driver, the XDP modes it supports, what it runs now), the
+    /// order list, and that the control socket and the metrics address are free or held
+    /// by a running borderfilter. Takes the options of `run`; --defaults reads them from
+    /// /etc/default/borderfilter instead, as the systemd unit does. Prints a PASS, WARN
+    /// or FAIL line per check with the fix; exits 1 if any check fails. Run it as root
+    /// (as the daemon runs) for a complete answer.
+    ///
+    /// Example: borderfilter doctor --defaults
+    Doctor(DoctorArgs),
+    /// Write the man page or shell completions to stdout (used to build the package).
+    #[command(hide = true, subcommand)]
+    Generate(GenerateCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Read the daemon's options from the BORDERFILTER_OPTS line of FILE (default
+    /// /etc/default/borderfilter), as the systemd unit does, instead of from this command
+    /// line. A --socket given here counts unless the file sets one.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = paths::DEFAULTS_FILE, conflicts_with = "RunArgs")]
+    pub defaults: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GenerateCommand {
+    /// The man page, borderfilter(8), in roff.
+    Man,
+    /// A completion script for SHELL.
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Args)]
@@ -392,6 +429,8 @@ pub fn execute(cli: Cli) -> i32 {
             orders: Some(file),
         }) => offline::check(&address, &file, cli.json),
         Command::Detach(args) => client::detach(&cli.socket, &args, cli.json),
+        Command::Doctor(args) => doctor::doctor(args, cli.socket, cli.json),
+        Command::Generate(what) => generate::generate(&what),
         other => client::run(&cli.socket, other, cli.json),
     };
     match result {
