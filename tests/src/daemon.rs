@@ -32,6 +32,17 @@ impl Daemon {
     /// waits until it answers `status`.
     #[track_caller]
     pub fn start(t: &Topology, extra: &[&str]) -> Self {
+        Self::spawn(t, &Self::run_args(t, extra))
+    }
+
+    /// Starts `borderfilter run` like `start` without waiting for it to answer: for tests
+    /// that kill it in the middle of its first sync. See `wait_ready`.
+    #[track_caller]
+    pub fn launch(t: &Topology, extra: &[&str]) -> Self {
+        Self::spawn_in(t, t.router.path(), &Self::run_args(t, extra), false)
+    }
+
+    fn run_args(t: &Topology, extra: &[&str]) -> Vec<String> {
         let mut args: Vec<String> = vec![
             "--socket".into(),
             t.socket().display().to_string(),
@@ -52,7 +63,7 @@ impl Daemon {
             args.push("--no-metrics".into());
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        Self::spawn(t, &args)
+        args
     }
 
     /// Starts `borderfilter notice` on the notice host, serving the test's order list on
@@ -114,24 +125,25 @@ impl Daemon {
             socket: t.socket(),
             log,
         };
-        if !wait_for_socket {
-            return d;
+        if wait_for_socket {
+            d.wait_ready(Duration::from_secs(60));
         }
-        poll::until(
-            "the daemon to answer on its socket",
-            Duration::from_secs(60),
-            || {
-                if let Some(status) = d.exited() {
-                    panic!("the daemon exited with {status}:\n{}", d.log_text());
-                }
-                let out = cli(&d.socket, &["status"]);
-                (
-                    out.status.success(),
-                    String::from_utf8_lossy(&out.stderr).into_owned(),
-                )
-            },
-        );
         d
+    }
+
+    /// Waits until the daemon answers `status` on its socket (its first sync done).
+    #[track_caller]
+    pub fn wait_ready(&self, timeout: Duration) {
+        poll::until("the daemon to answer on its socket", timeout, || {
+            if let Some(status) = self.exited() {
+                panic!("the daemon exited with {status}:\n{}", self.log_text());
+            }
+            let out = cli(&self.socket, &["status"]);
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        });
     }
 
     pub fn log_text(&self) -> String {

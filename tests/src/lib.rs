@@ -6,8 +6,11 @@
 //! - `topology`: the client - router - server topology every test uses;
 //! - `daemon`: the daemon process and the CLI;
 //! - `traffic`: sockets inside a namespace;
-//! - `poll`: waiting for a condition instead of sleeping.
+//! - `poll`: waiting for a condition instead of sleeping;
+//! - `bpf`: the data plane seen from outside the daemon (trie sizes, the attached
+//!   program's verdict on a frame).
 
+pub mod bpf;
 pub mod daemon;
 pub mod netns;
 pub mod poll;
@@ -36,4 +39,25 @@ pub fn unique_tag(test: &str) -> String {
         (hash ^ std::process::id()) & 0xffff,
         std::process::id() % 16
     )
+}
+
+/// Whether this is a long run: `cargo xtask soak` sets `BORDERFILTER_SOAK=1`, and the
+/// tests then use their larger counts.
+pub fn soak() -> bool {
+    std::env::var_os("BORDERFILTER_SOAK").is_some_and(|v| v != "0" && !v.is_empty())
+}
+
+/// How many rounds of something to run: `normal` in the default run, `long` under
+/// `cargo xtask soak`; `BORDERFILTER_<NAME>` (e.g. `BORDERFILTER_RELOADS=50`) overrides both.
+pub fn count(name: &str, normal: usize, long: usize) -> usize {
+    std::env::var(format!("BORDERFILTER_{}", name.to_uppercase()))
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if soak() { long } else { normal })
+}
+
+/// Prints a measurement as one line, `measured: TEST: TEXT`, which `cargo xtask soak`
+/// collects into its summary.
+pub fn measured(test: &str, text: impl std::fmt::Display) {
+    eprintln!("measured: {test}: {text}");
 }

@@ -62,12 +62,17 @@ impl Listeners {
                 ready_tx.send(()).expect("ready");
                 let mut buf = [0u8; 2048];
                 while !stop.load(Ordering::Relaxed) {
-                    if let Ok((mut s, _)) = listener.accept() {
+                    while let Ok((mut s, _)) = listener.accept() {
                         tcp_count.fetch_add(1, Ordering::Relaxed);
                         let _ = s.set_read_timeout(Some(Duration::from_millis(1)));
                         let _ = s.read(&mut buf);
                     }
-                    while udp.recv_from(&mut buf).is_ok() {
+                    // A bounded batch: a steady stream of datagrams must not keep
+                    // connections waiting in the accept queue (which then drops SYNs).
+                    for _ in 0..256 {
+                        if udp.recv_from(&mut buf).is_err() {
+                            break;
+                        }
                         udp_count.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -83,6 +88,11 @@ impl Listeners {
 
     pub fn udp(&self, addr: &str) -> u64 {
         self.udp[&addr.parse::<IpAddr>().expect("valid")].load(Ordering::Relaxed)
+    }
+
+    /// The live counter of datagrams received on `addr`, for a thread to watch.
+    pub fn udp_counter(&self, addr: &str) -> Arc<AtomicU64> {
+        Arc::clone(&self.udp[&addr.parse::<IpAddr>().expect("valid")])
     }
 }
 
@@ -166,6 +176,125 @@ impl Stream {
 }
 
 impl Drop for Stream {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// TCP connection attempts from `ns` to each target (a thread per target), one every
+/// `interval`, until stopped: each attempt waits at most `timeout` for the handshake.
+/// Counts attempts and connections established per target (the server's `Listeners`
+/// count what it accepted).
+pub struct TcpAttempts {
+    stop: Arc<AtomicBool>,
+    counts: HashMap<SocketAddr, (Arc<AtomicU64>, Arc<AtomicU64>)>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl TcpAttempts {
+    pub fn start(ns: &Netns, to: &[SocketAddr], timeout: Duration, interval: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let counts: HashMap<_, _> = to
+            .iter()
+            .map(|a| {
+                (
+                    *a,
+                    (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))),
+                )
+            })
+            .collect();
+        let threads = counts
+            .iter()
+            .map(|(addr, (tried, connected))| {
+                let (addr, stop) = (*addr, Arc::clone(&stop));
+                let (tried, connected) = (Arc::clone(tried), Arc::clone(connected));
+                ns.spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        tried.fetch_add(1, Ordering::Relaxed);
+                        if TcpStream::connect_timeout(&addr, timeout).is_ok() {
+                            connected.fetch_add(1, Ordering::Relaxed);
+                        }
+                        std::thread::sleep(interval);
+                    }
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            counts,
+            threads,
+        }
+    }
+
+    /// (attempts, connections established) to `to`.
+    pub fn counts(&self, to: SocketAddr) -> (u64, u64) {
+        let (tried, connected) = &self.counts[&to];
+        (
+            tried.load(Ordering::Relaxed),
+            connected.load(Ordering::Relaxed),
+        )
+    }
+
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for TcpAttempts {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Watches a counter (e.g. datagrams received on an allowed address) from a thread and
+/// records the longest time it stood still: how long allowed traffic stalled.
+pub struct StallWatch {
+    stop: Arc<AtomicBool>,
+    longest_ms: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StallWatch {
+    pub fn start(counter: Arc<AtomicU64>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let longest_ms = Arc::new(AtomicU64::new(0));
+        let (stop2, longest2) = (Arc::clone(&stop), Arc::clone(&longest_ms));
+        let thread = std::thread::spawn(move || {
+            let (mut last, mut since) = (counter.load(Ordering::Relaxed), Instant::now());
+            while !stop2.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(5));
+                let now = counter.load(Ordering::Relaxed);
+                if now != last {
+                    (last, since) = (now, Instant::now());
+                }
+                longest2.fetch_max(since.elapsed().as_millis() as u64, Ordering::Relaxed);
+            }
+        });
+        Self {
+            stop,
+            longest_ms,
+            thread: Some(thread),
+        }
+    }
+
+    /// The longest stall so far.
+    pub fn longest(&self) -> Duration {
+        Duration::from_millis(self.longest_ms.load(Ordering::Relaxed))
+    }
+
+    pub fn stop(&mut self) -> Duration {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.longest()
+    }
+}
+
+impl Drop for StallWatch {
     fn drop(&mut self) {
         self.stop();
     }

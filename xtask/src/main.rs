@@ -8,6 +8,7 @@ mod cmd;
 mod deb;
 mod demo;
 mod setup;
+mod soak;
 mod test;
 
 use clap::{Parser, Subcommand};
@@ -61,6 +62,18 @@ enum Task {
         #[arg(last = true)]
         cargo_args: Vec<String>,
     },
+    /// The long variants of the reliability tests (no leak under change, crash
+    /// consistency, no lost update): thousands of reloads, a hundred SIGKILL cycles, many
+    /// kill points in a million-prefix sync. Prints what they measured. Needs root;
+    /// takes about an hour.
+    Soak {
+        /// Only these test files (e2e_no_leak, e2e_crash, e2e_concurrency).
+        #[arg(long)]
+        only: Vec<String>,
+        /// Extra arguments for `cargo test` (e.g. a test name filter), after `--`.
+        #[arg(last = true)]
+        cargo_args: Vec<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -73,6 +86,7 @@ fn main() -> anyhow::Result<()> {
         Task::Deb => deb::run(),
         Task::Test { cargo_args } => test::run(&cargo_args),
         Task::Bench { quick } => bench::run(quick),
+        Task::Soak { only, cargo_args } => soak::run(&only, &cargo_args),
         Task::Run {
             ifaces,
             keep,

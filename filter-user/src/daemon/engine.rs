@@ -6,6 +6,7 @@
 use std::{
     collections::{BTreeSet, HashMap},
     net::IpAddr,
+    path::Path,
     time::Instant as Clock,
 };
 
@@ -184,7 +185,10 @@ impl Engine {
         match engine.sync_from_file(Origin::Start, false) {
             Outcome::Refused(r) => log::error!(
                 "the order list was refused at start; the filter keeps what it held ({} entries):\n{}",
-                engine.held.as_ref().map_or(0, |h| h.entries.len()),
+                // A sync that failed half way left the snapshot unknown: count the maps.
+                engine
+                    .held()
+                    .map_or_else(|e| format!("unknown: {e}"), |h| h.entries.len().to_string()),
                 r.problems.join("\n")
             ),
             Outcome::Applied(_) | Outcome::Unchanged(_) => {}
@@ -350,28 +354,58 @@ impl Engine {
             }
             return outcome;
         }
-        let list = match self.read_file(false) {
-            Ok(Read::List(x)) => x.list,
+        // An operator (or a tool) may replace the file while the edit is being made: the
+        // edit is then made again on their version, never written over it.
+        for _ in 1..WRITE_ATTEMPTS {
+            match self.edit_file(edit, &origin, force) {
+                Err(Conflict) => continue,
+                Ok(outcome) => return outcome,
+            }
+        }
+        self.edit_file(edit, &origin, force).unwrap_or_else(|Conflict| {
+            self.refuse(refusal(
+                &origin,
+                None,
+                vec![format!(
+                    "error: {} kept changing while this edit was being made ({WRITE_ATTEMPTS} attempts); nothing was changed: try again",
+                    self.config.orders.display()
+                )],
+                false,
+            ))
+        })
+    }
+
+    /// The full path of a CLI edit: the edit made on the file as it is on disk. `Err`:
+    /// the file changed before the result could be written; nothing was changed.
+    fn edit_file(
+        &mut self,
+        edit: &Edit,
+        origin: &Origin,
+        force: bool,
+    ) -> Result<Outcome, Conflict> {
+        let origin = origin.clone();
+        let (list, base) = match self.read_file(false) {
+            Ok(Read::List(x)) => (x.list, x.file),
             Ok(Read::Same(..)) => unreachable!("read_file(false) always parses"),
             Err(FileProblems { mut problems, .. }) => {
                 problems.insert(0, format!(
                     "error: the order list file {} has errors; fix it (see `borderfilter validate {}`) before changing it through the CLI",
                     self.config.orders.display(), self.config.orders.display()));
-                return self.refuse(refusal(&origin, None, problems, false));
+                return Ok(self.refuse(refusal(&origin, None, problems, false)));
             }
         };
         let changed = match edit.apply(&list) {
             Ok(l) => l,
             Err(EditError::Invalid(problems)) => {
-                return self.refuse(refusal(&origin, None, lines(&problems), false))
+                return Ok(self.refuse(refusal(&origin, None, lines(&problems), false)))
             }
             Err(e) => {
-                return self.refuse(refusal(&origin, None, vec![format!("error: {e}")], false))
+                return Ok(self.refuse(refusal(&origin, None, vec![format!("error: {e}")], false)))
             }
         };
         let problems = validate::validate(&changed, &self.policy());
         if problems.has_errors() {
-            return self.refuse(refusal(&origin, None, lines(&problems), false));
+            return Ok(self.refuse(refusal(&origin, None, lines(&problems), false)));
         }
         if changed == list {
             let sha256 = self
@@ -379,36 +413,39 @@ impl Engine {
                 .as_ref()
                 .map(|a| a.sha256.clone())
                 .unwrap_or_default();
-            return Outcome::Unchanged(ChangeReport {
+            return Ok(Outcome::Unchanged(ChangeReport {
                 result: "unchanged".into(),
                 sha256,
                 ..ChangeReport::default()
-            });
+            }));
         }
         let text = changed.to_json();
         let sha256 = file::digest(text.as_bytes());
         // The guard and the compiler run before the file is touched.
         let compiled = match self.precheck(&changed, &origin, force, &sha256) {
             Ok(c) => c,
-            Err(r) => return self.refuse(r),
+            Err(r) => return Ok(self.refuse(r)),
         };
-        if let Err(e) = file::write_atomic(&self.config.orders, text.as_bytes()) {
-            return self.refuse(refusal(
-                &origin,
-                Some(sha256),
-                vec![format!("error: {}", error_chain(&e))],
-                false,
-            ));
-        }
-        let written = file_fingerprint(&self.config.orders);
+        let written = match replace_unless_changed(&self.config.orders, text.as_bytes(), base) {
+            Ok(w) => w,
+            Err(WriteFailure::Changed) => return Err(Conflict),
+            Err(WriteFailure::Io(e)) => {
+                return Ok(self.refuse(refusal(
+                    &origin,
+                    Some(sha256),
+                    vec![format!("error: {}", error_chain(&e))],
+                    false,
+                )))
+            }
+        };
         let outcome = self.apply_compiled(changed, sha256, origin, lines(&problems), compiled);
         if !matches!(outcome, Outcome::Refused(_)) {
             self.refusal = None;
             if let Some(a) = self.applied.as_mut() {
-                a.file = written;
+                a.file = Some(written);
             }
         }
-        outcome
+        Ok(outcome)
     }
 
     /// A CLI edit made on the list in force, when the file is still exactly that list:
@@ -562,7 +599,8 @@ impl Engine {
         // Enforced; now make it durable.
         let text = applied.list.to_json();
         let sha256 = file::digest(text.as_bytes());
-        if let Err(e) = file::write_atomic(&self.config.orders, text.as_bytes()) {
+        let written = replace_unless_changed(&self.config.orders, text.as_bytes(), applied.file);
+        if let Err(failure) = written {
             revert(applied, done);
             let back = applied.compiled.entries_of(entries.keys());
             let held = self.held.as_ref().expect("just updated");
@@ -575,13 +613,18 @@ impl Engine {
                     self.rebuild_fast = true;
                 }
             }
-            return Ok(self.refuse(refusal(
-                origin,
-                Some(sha256),
-                vec![format!("error: {}", error_chain(&e))],
-                false,
-            )));
+            return match failure {
+                // Replaced meanwhile: the edit is made again on the new file.
+                WriteFailure::Changed => Err(Fallback),
+                WriteFailure::Io(e) => Ok(self.refuse(refusal(
+                    origin,
+                    Some(sha256),
+                    vec![format!("error: {}", error_chain(&e))],
+                    false,
+                ))),
+            };
         }
+        let written = written.ok();
         let warnings = lines(&problems);
         let edited = match &done {
             Done::AddedPrefixes(i, _) | Done::RemovedPrefixes(i, _) => {
@@ -601,7 +644,7 @@ impl Engine {
         };
         let report = self.conclude(conclusion, origin, &sha256, &warnings, &applied.compiled);
         applied.sha256 = sha256;
-        applied.file = file_fingerprint(&self.config.orders);
+        applied.file = written;
         applied.at = OffsetDateTime::now_utc();
         applied.origin = origin.clone();
         applied.warnings.extend(warnings);
@@ -651,6 +694,7 @@ impl Engine {
         let fail = |problems: Vec<String>, needs_force| {
             refusal(origin, Some(sha256.to_string()), problems, needs_force)
         };
+        let capacities = [Family::V4, Family::V6].map(|f| (f, self.dataplane.maps().capacity(f)));
         let held = self.held().map_err(|e| {
             fail(
                 vec![format!("error: cannot read the data plane: {e}")],
@@ -660,6 +704,26 @@ impl Engine {
         let numbering = Numbering::from_rules(&held.rules);
         let compiled = compile(list, OffsetDateTime::now_utc(), &numbering)
             .map_err(|e| fail(vec![format!("error: {e}")], false))?;
+        // A sync adds before it removes (so that nothing both lists block is ever let
+        // through): for a moment the tries hold the old and the new prefixes. A change
+        // they cannot hold together is refused before anything is touched, rather than
+        // failing half way.
+        for (family, capacity) in capacities {
+            let Ok(capacity) = capacity else { continue };
+            let (now, peak) = peak_entries(&held.entries, &compiled.entries, family);
+            if peak > capacity as usize {
+                return Err(fail(
+                    vec![format!(
+                        "error: this change needs room for {peak} {} prefixes at once (the {now} held now stay until the new ones are in place), \
+                         but the map holds {capacity}. Make it in two steps (first a list without the prefixes to remove, then one with the new ones), \
+                         or raise --capacity-{} (it takes effect when the maps are created: detach first)",
+                        family.name(),
+                        match family { Family::V4 => "v4", Family::V6 => "v6" },
+                    )],
+                    false,
+                ));
+            }
+        }
         if !force && *origin != Origin::Clock {
             let (before, dropped) = held.blocking_dropped(&compiled.entries, &compiled.rules);
             if dropped > GUARD_MIN_PREFIXES && dropped * 2 > before {
@@ -1137,6 +1201,137 @@ fn side_report(list: &OrderList, side: Side, d: &Decision) -> report::SideReport
 
 /// The edit needs the full path.
 struct Fallback;
+
+/// The `family` prefixes the maps hold now, and at the peak of a sync from `held` to
+/// `target` (every prefix of either: the new ones are added before the old ones go).
+fn peak_entries(
+    held: &std::collections::BTreeMap<crate::prefix::Prefix, filter_common::Entry>,
+    target: &std::collections::BTreeMap<crate::prefix::Prefix, filter_common::Entry>,
+    family: Family,
+) -> (usize, usize) {
+    let mut now = held.keys().filter(|p| p.family() == family).peekable();
+    let mut next = target.keys().filter(|p| p.family() == family).peekable();
+    let (mut held_count, mut union) = (0, 0);
+    loop {
+        match (now.peek(), next.peek()) {
+            (None, None) => return (held_count, union),
+            (Some(a), Some(b)) if a == b => {
+                now.next();
+                next.next();
+                held_count += 1;
+            }
+            (Some(a), Some(b)) if a > b => {
+                next.next();
+            }
+            (Some(_), _) => {
+                now.next();
+                held_count += 1;
+            }
+            (None, Some(_)) => {
+                next.next();
+            }
+        }
+        union += 1;
+    }
+}
+
+/// The order list file changed while an edit was being made.
+struct Conflict;
+
+/// How often a CLI edit is made again when the file keeps changing under it.
+const WRITE_ATTEMPTS: usize = 5;
+
+/// Why the order list file was not written.
+enum WriteFailure {
+    /// It is no longer the version the edit was made on: someone replaced or changed it
+    /// meanwhile, and writing would throw their version away.
+    Changed,
+    Io(file::FileError),
+}
+
+/// Replaces the order list file with `contents` (atomically and durably, keeping its
+/// owner and mode) unless it changed since it had the fingerprint `base`, and returns
+/// the fingerprint of what it wrote. The new version is written and synced under
+/// another name first; the file is compared with `base` just before the rename that puts
+/// the new version in its place, so another writer's version can only be lost if it
+/// lands between a `stat` and a `rename`. The fingerprint returned is taken from the
+/// written file itself, so a version written just after this one is never mistaken for
+/// the daemon's own.
+fn replace_unless_changed(
+    path: &Path,
+    contents: &[u8],
+    base: Option<Fingerprint>,
+) -> Result<Fingerprint, WriteFailure> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+    let unchanged = || {
+        let same = base.is_some() && file_fingerprint(path) == base;
+        if !same {
+            log::info!(
+                "{} changed while a CLI edit was being made: making the edit again on the new version",
+                path.display()
+            );
+        }
+        same
+    };
+    if !unchanged() {
+        return Err(WriteFailure::Changed);
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let staged = dir.join(format!(".{name}.staged.{}", std::process::id()));
+    let io = |op: &'static str, p: &Path| {
+        let p = p.to_path_buf();
+        move |source| {
+            WriteFailure::Io(file::FileError::Write {
+                op,
+                path: p,
+                source,
+            })
+        }
+    };
+    let result = (|| {
+        // The staged file gets the list's owner and mode before it holds anything;
+        // `write_atomic` keeps them.
+        let meta = std::fs::metadata(path).map_err(io("reading the owner of", path))?;
+        let mode = meta.permissions().mode() & 0o7777;
+        let _ = std::fs::remove_file(&staged);
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&staged)
+            .map_err(io("creating", &staged))?;
+        std::os::unix::fs::fchown(&created, Some(meta.uid()), Some(meta.gid()))
+            .map_err(io("setting the owner of", &staged))?;
+        created
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(io("setting the mode of", &staged))?;
+        drop(created);
+        file::write_atomic(&staged, contents).map_err(WriteFailure::Io)?;
+        let written = std::fs::File::open(&staged).map_err(io("opening", &staged))?;
+        if !unchanged() {
+            return Err(WriteFailure::Changed);
+        }
+        std::fs::rename(&staged, path).map_err(io("renaming the new list to", path))?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("syncing the directory of", path))?;
+        written
+            .metadata()
+            .map(|m| super::watch::fingerprint_of(&m))
+            .map_err(io("reading the identity of", path))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&staged);
+    }
+    result
+}
 
 fn too_many_slots(slots: usize, room: usize) -> String {
     format!(

@@ -94,6 +94,7 @@ async fn handle(
         uid: cred.uid(),
         gid: cred.gid(),
         pid: cred.pid(),
+        groups: access::peer_groups(std::os::fd::AsRawFd::as_raw_fd(&stream)),
     };
     let text = match read_request(&mut stream).await {
         Ok(t) => t,

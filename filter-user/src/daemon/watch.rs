@@ -63,12 +63,16 @@ pub struct Fingerprint {
 }
 
 pub fn fingerprint(path: &Path) -> Option<Fingerprint> {
-    let m = std::fs::metadata(path).ok()?;
-    Some(Fingerprint {
+    std::fs::metadata(path).ok().map(|m| fingerprint_of(&m))
+}
+
+/// The fingerprint of a file already open or stat'ed.
+pub fn fingerprint_of(m: &std::fs::Metadata) -> Fingerprint {
+    Fingerprint {
         dev: m.dev(),
         ino: m.ino(),
         size: m.size(),
         mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
         ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
-    })
+    }
 }
