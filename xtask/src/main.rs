@@ -7,6 +7,7 @@ mod bench;
 mod cmd;
 mod deb;
 mod demo;
+mod fuzz;
 mod setup;
 mod soak;
 mod test;
@@ -74,6 +75,16 @@ enum Task {
         #[arg(last = true)]
         cargo_args: Vec<String>,
     },
+    /// Fuzz the order-list parser and validator and the control-socket request decoder
+    /// (cargo-fuzz on the stable toolchain), one target after the other; grows and
+    /// minimises the corpus in fuzz/corpus. See docs/fuzzing.md.
+    Fuzz {
+        /// One target (order_list, control_request); all when omitted.
+        target: Option<String>,
+        /// Seconds per target.
+        #[arg(long, default_value_t = 600)]
+        time: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -86,6 +97,7 @@ fn main() -> anyhow::Result<()> {
         Task::Deb => deb::run(),
         Task::Test { cargo_args } => test::run(&cargo_args),
         Task::Bench { quick } => bench::run(quick),
+        Task::Fuzz { target, time } => fuzz::run(target.as_deref(), time),
         Task::Soak { only, cargo_args } => soak::run(&only, &cargo_args),
         Task::Run {
             ifaces,

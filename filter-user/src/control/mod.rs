@@ -59,6 +59,21 @@ pub enum Request {
 }
 
 impl Request {
+    /// Decodes one request line as the daemon received it (its final newline included or
+    /// not). The error is the message the client gets back.
+    pub fn decode(line: &[u8]) -> Result<Self, String> {
+        let text = std::str::from_utf8(line).map_err(|_| "the request is not UTF-8".to_string())?;
+        // serde would also take an array (`["detach"]`) for the tagged enum: the protocol
+        // has one form only.
+        if text.trim_start().starts_with('[') {
+            return Err(
+                "malformed request: a request is a JSON object like {\"command\": \"status\"}"
+                    .into(),
+            );
+        }
+        serde_json::from_str(text.trim_end()).map_err(|e| format!("malformed request: {e}"))
+    }
+
     /// Whether the request changes anything (and so needs an administrator).
     pub fn changes_state(&self) -> bool {
         matches!(

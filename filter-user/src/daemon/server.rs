@@ -17,6 +17,9 @@ use crate::{
     paths,
 };
 
+/// How long to wait after a failed accept before the next.
+const ACCEPT_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Binds the control socket at `path`, refusing to steal it from a running daemon.
 pub fn bind(path: &Path, public_read: bool) -> anyhow::Result<UnixListener> {
     if let Some(dir) = path.parent() {
@@ -50,7 +53,12 @@ pub async fn serve(listener: UnixListener, engine: Shared, stop: mpsc::Sender<()
                     }
                 });
             }
-            Err(e) => log::warn!("accepting a control connection: {e}"),
+            Err(e) => {
+                // Out of file descriptors, every accept fails at once until a connection
+                // closes: pause rather than spin and flood the log.
+                log::warn!("accepting a control connection: {e}");
+                tokio::time::sleep(ACCEPT_PAUSE).await;
+            }
         }
     }
 }
@@ -100,15 +108,9 @@ async fn handle(
         Ok(t) => t,
         Err(response) => return respond(&mut stream, &response).await,
     };
-    let request: Request = match serde_json::from_str(text.trim_end()) {
+    let request = match Request::decode(text.as_bytes()) {
         Ok(r) => r,
-        Err(e) => {
-            return respond(
-                &mut stream,
-                &Response::error(format!("malformed request: {e}")),
-            )
-            .await
-        }
+        Err(message) => return respond(&mut stream, &Response::error(message)).await,
     };
     if request.changes_state() && !access::may_change(&peer, paths::ADMIN_GROUP) {
         log::warn!(

@@ -68,7 +68,8 @@ impl<'de> Visitor<'de> for StrictVisitor {
         while let Some(key) = map.next_key::<String>()? {
             if out.contains_key(&key) {
                 return Err(A::Error::custom(format!(
-                    "the field {key:?} is given twice in one object"
+                    "the field {} is given twice in one object",
+                    super::problem::show(&Value::String(key))
                 )));
             }
             let Strict(v) = map.next_value()?;

@@ -83,17 +83,28 @@ pub fn parse_partial(bytes: &[u8]) -> (Option<OrderList>, Partial, Problems) {
     }
 }
 
-/// serde_json's message without the position (which the place already gives).
+/// serde_json's message without the position (which the place already gives), and
+/// what an editor or a damaged disk may have done.
 fn json_error_message(e: &serde_json::Error, bytes: &[u8]) -> String {
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return "the file is empty: an empty order list is {\"version\": 1, \"orders\": []}".into();
+    }
+    if bytes.starts_with(b"\xef\xbb\xbf") {
+        return "the file starts with a byte order mark (BOM): save it as UTF-8 without one".into();
     }
     let text = e.to_string();
     let text = match text.rfind(" at line ") {
         Some(i) => text[..i].to_string(),
         None => text,
     };
-    format!("invalid JSON: {text}")
+    let hint = if std::str::from_utf8(bytes).is_err() {
+        " (the file is not valid UTF-8)"
+    } else if bytes.contains(&0) {
+        " (the file contains NUL bytes: is it damaged, or not a text file?)"
+    } else {
+        ""
+    };
+    format!("invalid JSON: {text}{hint}")
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -122,7 +133,7 @@ impl<'a> Fields<'a> {
                     .unwrap_or_default();
                 p.error(
                     &place,
-                    key.clone(),
+                    field_name(key),
                     None,
                     format!("unknown field (fields are {}){hint}", known.join(", ")),
                 );
@@ -239,6 +250,18 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// An unknown field's name as a message shows it: as written when it is a plain name,
+/// else quoted, escaped and cut like a value (a key can hold anything, newlines
+/// included, and must not forge lines in a log).
+fn field_name(key: &str) -> String {
+    const PLAIN: usize = 64;
+    if key.len() <= PLAIN && !key.chars().any(char::is_control) {
+        key.to_string()
+    } else {
+        show(&Value::String(key.to_string()))
+    }
+}
+
 /// The known name closest to a misspelt one, if any is close.
 fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
     known
@@ -270,7 +293,24 @@ pub fn prefix_problem(e: &PrefixError) -> String {
         PrefixError::HostBits { network, .. } => {
             format!("host bits are set; the network is {network} (or write a single address without /length)")
         }
-        other => other.to_string(),
+        PrefixError::LengthOutOfRange { len, family } => format!(
+            "prefix length {} is out of range for {} (0 to {})",
+            cut(len),
+            family.name(),
+            family.bits()
+        ),
+    }
+}
+
+/// Text from the file inside a message, cut like a value (the value itself is shown
+/// beside the message already).
+fn cut(text: &str) -> String {
+    const LIMIT: usize = 40;
+    if text.chars().count() <= LIMIT {
+        text.to_string()
+    } else {
+        let head: String = text.chars().take(LIMIT).collect();
+        format!("{head}...")
     }
 }
 
@@ -377,9 +417,10 @@ pub fn read_order(
         );
         return Err(None);
     };
-    // The id names the order in every other message, so it is read first.
+    // The id names the order in every other message, so it is read first; one too long
+    // to be valid does not (it would be copied into each of them).
     let id = match map.get("id") {
-        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::String(s)) if s.chars().count() <= MAX_ID_CHARS => Some(s.clone()),
         _ => None,
     };
     let place = Place::Order {
@@ -488,7 +529,7 @@ pub fn read_order(
                 &place,
                 "expires".to_string(),
                 show(&Value::String(until.text.clone())),
-                format!("ends before valid_from {} begins", from.text),
+                format!("ends before valid_from {} begins", cut(&from.text)),
             );
         }
     }

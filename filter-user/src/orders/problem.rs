@@ -86,10 +86,51 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Problems in the order they were found.
+/// Most problems kept of one list; the rest are only counted, in one last problem. A
+/// file of a million bad prefixes would otherwise take gigabytes to report (the daemon
+/// holding the report would be killed for memory), and nobody reads past the first few.
+pub const MAX_PROBLEMS: usize = 1000;
+
+/// Problems in the order they were found: the first [`MAX_PROBLEMS`], then, if there
+/// were more, one that counts the others.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
-pub struct Problems(pub Vec<Problem>);
+pub struct Problems(pub Vec<Problem>, #[serde(skip)] Omitted);
+
+/// How many problems were left out, by severity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Omitted {
+    errors: usize,
+    warnings: usize,
+}
+
+impl Omitted {
+    fn any(self) -> bool {
+        self.errors + self.warnings > 0
+    }
+
+    fn summary(self) -> Problem {
+        Problem {
+            severity: if self.errors > 0 {
+                Severity::Error
+            } else {
+                Severity::Warning
+            },
+            place: Place::File {
+                line: None,
+                column: None,
+            },
+            field: None,
+            value: None,
+            message: format!(
+                "{} more problems not shown ({} errors, {} warnings)",
+                self.errors + self.warnings,
+                self.errors,
+                self.warnings
+            ),
+        }
+    }
+}
 
 impl Problems {
     pub fn push(
@@ -100,6 +141,10 @@ impl Problems {
         value: impl Into<Option<String>>,
         message: impl Into<String>,
     ) {
+        if self.0.len() >= MAX_PROBLEMS {
+            self.omit(severity, 1);
+            return;
+        }
         self.0.push(Problem {
             severity,
             place: place.clone(),
@@ -107,6 +152,21 @@ impl Problems {
             value: value.into(),
             message: message.into(),
         });
+    }
+
+    /// Counts `n` problems of `severity` in the last problem instead of keeping them.
+    fn omit(&mut self, severity: Severity, n: usize) {
+        if n == 0 {
+            return;
+        }
+        if self.1.any() {
+            self.0.pop();
+        }
+        match severity {
+            Severity::Error => self.1.errors += n,
+            Severity::Warning => self.1.warnings += n,
+        }
+        self.0.push(self.1.summary());
     }
 
     pub fn error(
@@ -142,7 +202,19 @@ impl Problems {
     }
 
     pub fn extend(&mut self, other: Problems) {
-        self.0.extend(other.0);
+        let Problems(mut list, omitted) = other;
+        if omitted.any() {
+            list.pop();
+        }
+        for p in list {
+            if self.0.len() >= MAX_PROBLEMS {
+                self.omit(p.severity, 1);
+            } else {
+                self.0.push(p);
+            }
+        }
+        self.omit(Severity::Error, omitted.errors);
+        self.omit(Severity::Warning, omitted.warnings);
     }
 }
 

@@ -1,0 +1,3 @@
+//! The fuzz targets' properties; see `checks`.
+
+pub mod checks;
