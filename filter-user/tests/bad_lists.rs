@@ -134,6 +134,7 @@ fn a_million_problems_are_reported_as_a_thousand_and_a_count() {
         last.to_string(),
         "error: file: 999000 more problems not shown (999000 errors, 0 warnings)"
     );
+    assert_eq!((p.error_count(), p.warning_count()), (1_000_000, 0));
 }
 
 #[test]
@@ -148,6 +149,7 @@ fn warnings_beyond_the_limit_are_counted_and_an_error_after_them_still_refuses()
         p.0[MAX_PROBLEMS].to_string(),
         "warning: file: 500 more problems not shown (0 errors, 500 warnings)"
     );
+    assert_eq!((p.error_count(), p.warning_count()), (0, 1500));
     // The same with one error at the very end: the summary makes it an error.
     let text = text.replace(r#""prefixes": ["#, r#""allow_broad": "no", "prefixes": ["#);
     let (list, p) = check(text.as_bytes(), &Policy::default());

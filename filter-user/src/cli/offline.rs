@@ -90,7 +90,7 @@ pub fn validate(args: &ValidateArgs, json: bool) -> anyhow::Result<i32> {
                 args.file.display(),
                 l.orders.len(),
                 l.exceptions.len(),
-                match problems.warnings().count() {
+                match problems.warning_count() {
                     0 => String::new(),
                     n => format!(", {n} warning(s)"),
                 }
@@ -99,7 +99,7 @@ pub fn validate(args: &ValidateArgs, json: bool) -> anyhow::Result<i32> {
             eprintln!(
                 "{}: {} error(s); nothing would be applied",
                 args.file.display(),
-                problems.errors().count()
+                problems.error_count()
             );
         }
     }

@@ -197,6 +197,18 @@ impl Problems {
         self.0.iter().filter(|p| p.severity == Severity::Warning)
     }
 
+    /// How many errors were found, the ones not kept included.
+    pub fn error_count(&self) -> usize {
+        let summary = usize::from(self.1.any() && self.1.errors > 0);
+        self.errors().count() - summary + self.1.errors
+    }
+
+    /// How many warnings were found, the ones not kept included.
+    pub fn warning_count(&self) -> usize {
+        let summary = usize::from(self.1.any() && self.1.errors == 0);
+        self.warnings().count() - summary + self.1.warnings
+    }
+
     pub fn has_errors(&self) -> bool {
         self.errors().next().is_some()
     }
