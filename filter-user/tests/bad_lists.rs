@@ -202,6 +202,16 @@ fn a_request_is_an_object() {
         Request::decode(b"\xff\n"),
         Err("the request is not UTF-8".into())
     );
+    // Commands without fields refuse fields like the others (`deny_unknown_fields` does
+    // not reach them): a misspelt option must not be silently ignored.
+    assert_eq!(
+        Request::decode(b"{\"command\": \"detach\", \"pin_dir\": \"/elsewhere\"}"),
+        Err("malformed request: unknown field `pin_dir`: `detach` takes no fields".into())
+    );
+    assert_eq!(
+        Request::decode(b"{\"command\": \"status\", \"verbose\": true}"),
+        Err("malformed request: unknown field `verbose`: `status` takes no fields".into())
+    );
 }
 
 fn inputs(dir: &Path) -> Vec<PathBuf> {

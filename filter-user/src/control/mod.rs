@@ -71,7 +71,27 @@ impl Request {
                     .into(),
             );
         }
-        serde_json::from_str(text.trim_end()).map_err(|e| format!("malformed request: {e}"))
+        let request: Request =
+            serde_json::from_str(text.trim_end()).map_err(|e| format!("malformed request: {e}"))?;
+        // `deny_unknown_fields` does not reach the commands without fields.
+        if matches!(
+            request,
+            Request::Status | Request::OrdersList | Request::Stats | Request::Detach
+        ) {
+            let value: serde_json::Value = serde_json::from_str(text.trim_end())
+                .map_err(|e| format!("malformed request: {e}"))?;
+            if let Some(extra) = value
+                .as_object()
+                .and_then(|o| o.keys().find(|k| k.as_str() != "command"))
+            {
+                return Err(format!(
+                    "malformed request: unknown field `{}`: `{}` takes no fields",
+                    extra.escape_debug(),
+                    request.name()
+                ));
+            }
+        }
+        Ok(request)
     }
 
     /// Whether the request changes anything (and so needs an administrator).
