@@ -356,23 +356,27 @@ impl Engine {
         }
         // An operator (or a tool) may replace the file while the edit is being made: the
         // edit is then made again on their version, never written over it.
-        for _ in 1..WRITE_ATTEMPTS {
+        let started = Clock::now();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
             match self.edit_file(edit, &origin, force) {
-                Err(Conflict) => continue,
                 Ok(outcome) => return outcome,
+                Err(Conflict) if attempts < WRITE_ATTEMPTS || started.elapsed() < RETRY_FOR => {}
+                Err(Conflict) => {
+                    return self.refuse(refusal(
+                        &origin,
+                        None,
+                        vec![format!(
+                            "error: {} kept changing while this edit was being made ({attempts} attempts in {:.1} s); nothing was changed: try again",
+                            self.config.orders.display(),
+                            started.elapsed().as_secs_f64()
+                        )],
+                        false,
+                    ))
+                }
             }
         }
-        self.edit_file(edit, &origin, force).unwrap_or_else(|Conflict| {
-            self.refuse(refusal(
-                &origin,
-                None,
-                vec![format!(
-                    "error: {} kept changing while this edit was being made ({WRITE_ATTEMPTS} attempts); nothing was changed: try again",
-                    self.config.orders.display()
-                )],
-                false,
-            ))
-        })
     }
 
     /// The full path of a CLI edit: the edit made on the file as it is on disk. `Err`:
@@ -1238,8 +1242,10 @@ fn peak_entries(
 /// The order list file changed while an edit was being made.
 struct Conflict;
 
-/// How often a CLI edit is made again when the file keeps changing under it.
+/// A CLI edit whose file keeps changing under it is made again at least this often, and
+/// for at least `RETRY_FOR`, before it gives up (well within the CLI's wait).
 const WRITE_ATTEMPTS: usize = 5;
+const RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why the order list file was not written.
 enum WriteFailure {
