@@ -185,10 +185,19 @@ fn a_rejected_list_shows_in_metrics_and_healthz_within_a_second() {
     let t = Topology::new("health");
     let good = order_list(&[order("H-1", "drop", &["198.51.100.0/24"], "")], &[]);
     t.write_orders(&good);
-    let _d = Daemon::start(&t, &["--metrics", METRICS]);
+    let d = Daemon::start(&t, &["--metrics", METRICS]);
     assert_eq!(healthz(&t).0, 200, "{:?}", healthz(&t));
     let rejected = "borderfilter_sync_total{result=\"rejected\"}";
     let before = sample(&scrape(&t), rejected);
+
+    // A mistyped CLI command is refused, but the list in force is fine: no rejected
+    // list, no failing health, only the count of refused edits.
+    let out = d.cli(&["block", "add", "198.51.100.0/33", "--order", "H-1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let s = scrape(&t);
+    assert_eq!(sample(&s, rejected), before);
+    assert_eq!(sample(&s, "borderfilter_cli_edits_refused_total"), 1.0);
+    assert_eq!(healthz(&t).0, 200, "{:?}", healthz(&t));
 
     t.write_orders(&good.replace("198.51.100.0/24", "198.51.100.0/33"));
     let (status, text) = poll::until(

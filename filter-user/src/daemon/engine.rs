@@ -72,6 +72,14 @@ struct FileProblems {
     problems: Vec<String>,
 }
 
+/// What bringing the data plane to a list did.
+struct Enforced {
+    changes: Changes,
+    enforced_before: BTreeSet<u64>,
+    started: Clock,
+    plan_empty: bool,
+}
+
 /// What an applied change did, for the report and the audit trail.
 struct Conclusion {
     sha256_before: Option<String>,
@@ -97,6 +105,10 @@ pub enum Outcome {
 pub struct SyncHistory {
     pub applied: u64,
     pub rejected: u64,
+    /// CLI edits refused (not counted in `rejected`).
+    pub edits_refused: u64,
+    /// Times the filter was attached again to an interface it had been removed from.
+    pub reattached: std::collections::BTreeMap<String, u64>,
     pub last_applied: Option<OffsetDateTime>,
     pub last_rejected: Option<OffsetDateTime>,
     /// Durations of applied syncs.
@@ -116,6 +128,9 @@ pub struct Engine {
     rebuild_fast: bool,
     redirect: super::redirect::RedirectState,
     pub history: SyncHistory,
+    /// Interfaces the filter could not be attached to again, with the last error (logged
+    /// once per change).
+    attach_failures: HashMap<String, String>,
 }
 
 fn refusal(
@@ -164,6 +179,7 @@ impl Engine {
             rebuild_fast: true,
             redirect: Default::default(),
             history: SyncHistory::default(),
+            attach_failures: HashMap::new(),
         };
         if let Some(r) = &engine.config.redirect {
             if engine.config.ifaces.contains(&r.iface) {
@@ -279,14 +295,19 @@ impl Engine {
         }
     }
 
+    /// Reports a refusal. A refused CLI edit is the operator's answer, not a problem with
+    /// the list in force: it is counted apart, so that a mistyped command does not look
+    /// like a rejected order list to the alerts.
     fn refuse(&mut self, r: report::Refusal) -> Outcome {
-        log::warn!(
-            "refused the order list ({}): {}",
-            r.origin,
-            r.problems.first().map(String::as_str).unwrap_or("")
-        );
-        self.history.rejected += 1;
-        self.history.last_rejected = Some(OffsetDateTime::now_utc());
+        let first = r.problems.first().map(String::as_str).unwrap_or("");
+        if r.origin == "cli" {
+            log::warn!("refused a CLI edit: {first}");
+            self.history.edits_refused += 1;
+        } else {
+            log::warn!("refused the order list ({}): {first}", r.origin);
+            self.history.rejected += 1;
+            self.history.last_rejected = Some(OffsetDateTime::now_utc());
+        }
         Outcome::Refused(r)
     }
 
@@ -430,24 +451,39 @@ impl Engine {
             Ok(c) => c,
             Err(r) => return Ok(self.refuse(r)),
         };
+        // The data plane first, then the file: an edit that cannot be enforced is never
+        // written, and one that cannot be written is taken back out of the data plane.
+        let before = self.held.clone().expect("read by precheck");
+        let enforced = match self.enforce(&compiled, &origin, &sha256) {
+            Ok(e) => e,
+            Err(refused) => return Ok(*refused),
+        };
         let written = match replace_unless_changed(&self.config.orders, text.as_bytes(), base) {
             Ok(w) => w,
-            Err(WriteFailure::Changed) => return Err(Conflict),
-            Err(WriteFailure::Io(e)) => {
-                return Ok(self.refuse(refusal(
-                    &origin,
-                    Some(sha256),
-                    vec![format!("error: {}", error_chain(&e))],
-                    false,
-                )))
+            Err(failure) => {
+                self.restore(&before);
+                return match failure {
+                    WriteFailure::Changed => Err(Conflict),
+                    WriteFailure::Io(e) => Ok(self.refuse(refusal(
+                        &origin,
+                        Some(sha256),
+                        vec![format!("error: {}", error_chain(&e))],
+                        false,
+                    ))),
+                };
             }
         };
-        let outcome = self.apply_compiled(changed, sha256, origin, lines(&problems), compiled);
-        if !matches!(outcome, Outcome::Refused(_)) {
-            self.refusal = None;
-            if let Some(a) = self.applied.as_mut() {
-                a.file = Some(written);
-            }
+        let outcome = self.record_applied(
+            changed,
+            sha256,
+            origin,
+            lines(&problems),
+            compiled,
+            enforced,
+        );
+        self.refusal = None;
+        if let Some(a) = self.applied.as_mut() {
+            a.file = Some(written);
         }
         Ok(outcome)
     }
@@ -655,6 +691,67 @@ impl Engine {
         Ok(Outcome::Applied(report))
     }
 
+    /// Brings the data plane back to `before` (an edit that could not be written). If that
+    /// fails, the maps are read again before the next change.
+    fn restore(&mut self, before: &Snapshot) {
+        let Some(held) = self.held.as_ref() else {
+            return;
+        };
+        let plan = Plan::between(held, before);
+        match plan.apply(self.dataplane.maps_mut()) {
+            Ok(_) => {
+                if let Some(held) = self.held.as_mut() {
+                    plan.update(held);
+                }
+            }
+            Err(e) => {
+                log::error!(
+                    "changing the data plane back failed: {}; it is read again before the next change",
+                    error_chain(&e)
+                );
+                self.held = None;
+                self.rebuild_fast = true;
+            }
+        }
+    }
+
+    /// Attaches the filter again to a configured interface it was removed from behind the
+    /// daemon's back (`ip link set dev IF xdp off`): a court order is not lifted by a
+    /// stray command. `borderfilter detach` is the way to remove it. Run every heartbeat.
+    pub fn keep_attached(&mut self) {
+        let present: BTreeSet<String> = self
+            .dataplane
+            .attachments()
+            .into_iter()
+            .map(|a| a.iface)
+            .collect();
+        for iface in self.config.ifaces.clone() {
+            if present.contains(&iface) {
+                self.attach_failures.remove(&iface);
+                continue;
+            }
+            match self.dataplane.attach(&iface, self.config.xdp_mode) {
+                Ok(a) => {
+                    log::error!(
+                        "{iface}: the filter was removed from the interface behind the daemon's back; attached it again ({} mode). Use `borderfilter detach` to remove it",
+                        a.mode
+                    );
+                    *self.history.reattached.entry(iface.clone()).or_default() += 1;
+                    self.attach_failures.remove(&iface);
+                    self.attached.retain(|x| x.iface != iface);
+                    self.attached.push(a);
+                }
+                Err(e) => {
+                    let problem = error_chain(&e);
+                    if self.attach_failures.get(&iface) != Some(&problem) {
+                        log::error!("{iface}: the filter is not attached and attaching it again failed: {problem}");
+                        self.attach_failures.insert(iface.clone(), problem);
+                    }
+                }
+            }
+        }
+    }
+
     /// Re-applies the list in force when an order's window opened or closed.
     pub fn tick(&mut self, now: OffsetDateTime) -> Option<Outcome> {
         let applied = self.applied.as_ref()?;
@@ -779,19 +876,34 @@ impl Engine {
         warnings: Vec<String>,
         compiled: Compiled,
     ) -> Outcome {
+        match self.enforce(&compiled, &origin, &sha256) {
+            Ok(enforced) => self.record_applied(list, sha256, origin, warnings, compiled, enforced),
+            Err(refused) => *refused,
+        }
+    }
+
+    /// Brings the data plane to `compiled`: the first half of applying a list.
+    fn enforce(
+        &mut self,
+        compiled: &Compiled,
+        origin: &Origin,
+        sha256: &str,
+    ) -> Result<Enforced, Box<Outcome>> {
         let started = Clock::now();
-        let target = Snapshot::of(&compiled);
+        let origin = origin.clone();
+        let sha256 = sha256.to_string();
+        let target = Snapshot::of(compiled);
         let held = self.held.as_ref().expect("read by precheck");
         let plan = Plan::between_checked(held, &target, self.rebuild_fast);
         let slots = plan.fast.slots_after(&held.fast);
         let room = self.dataplane.maps().slot_capacity() as usize;
         if slots > room {
-            return self.refuse(refusal(
+            return Err(Box::new(self.refuse(refusal(
                 &origin,
                 Some(sha256),
                 vec![too_many_slots(slots, room)],
                 false,
-            ));
+            ))));
         }
         let enforced_before = held.enforced_owners();
         let changes = match plan.apply(self.dataplane.maps_mut()) {
@@ -801,7 +913,7 @@ impl Engine {
                 // again before the next sync.
                 self.held = None;
                 self.rebuild_fast = true;
-                return self.refuse(refusal(
+                return Err(Box::new(self.refuse(refusal(
                     &origin,
                     Some(sha256),
                     vec![format!(
@@ -809,14 +921,38 @@ impl Engine {
                         error_chain(&e)
                     )],
                     false,
-                ));
+                ))));
             }
         };
         if let Some(held) = self.held.as_mut() {
             plan.update(held);
         }
         self.rebuild_fast = false;
+        Ok(Enforced {
+            changes,
+            enforced_before,
+            started,
+            plan_empty: plan.is_empty(),
+        })
+    }
 
+    /// The second half of applying a list, once it is enforced (and, for a CLI edit,
+    /// written): the report, the audit record, the list in force.
+    fn record_applied(
+        &mut self,
+        list: OrderList,
+        sha256: String,
+        origin: Origin,
+        warnings: Vec<String>,
+        compiled: Compiled,
+        enforced: Enforced,
+    ) -> Outcome {
+        let Enforced {
+            changes,
+            enforced_before,
+            started,
+            plan_empty,
+        } = enforced;
         let old = self.applied.as_ref();
         // After a restart the previous list is unknown (the maps are what remains of it):
         // orders are "added" only to a daemon that starts on empty maps.
@@ -852,7 +988,7 @@ impl Engine {
             changes,
             enforced_before,
             started,
-            plan_empty: plan.is_empty(),
+            plan_empty,
         };
         let report = self.conclude(conclusion, &origin, &sha256, &warnings, &compiled);
         self.applied = Some(Applied {
@@ -975,11 +1111,15 @@ impl Engine {
             version: env!("CARGO_PKG_VERSION").into(),
             orders_file: self.config.orders.display().to_string(),
             pin_dir: self.config.pin_dir.display().to_string(),
+            // What the interfaces run now, not what the daemon did at start: a program
+            // removed behind its back shows here (and in the metrics) at once.
             attached: self
-                .attached
-                .iter()
+                .dataplane
+                .attachments()
+                .into_iter()
+                .filter(|a| self.config.ifaces.contains(&a.iface))
                 .map(|a| report::AttachedIface {
-                    iface: a.iface.clone(),
+                    iface: a.iface,
                     mode: a.mode.to_string(),
                 })
                 .collect(),

@@ -87,6 +87,11 @@ fn counter(
     values: &[(Vec<(&'static str, String)>, u64)],
 ) -> Result<(), std::fmt::Error> {
     let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    if let [(set, value)] = values {
+        if set.is_empty() {
+            return ConstCounter::new(*value).encode(family);
+        }
+    }
     for (set, value) in values {
         ConstCounter::new(*value).encode(family.encode_family(set)?)?;
     }
@@ -180,6 +185,29 @@ fn encode_engine(engine: &Engine, e: &mut DescriptorEncoder) -> Result<(), std::
             (labels(&[("result", "applied")]), h.applied),
             (labels(&[("result", "rejected")]), h.rejected),
         ],
+    )?;
+    let reattached: Vec<_> = engine
+        .config()
+        .ifaces
+        .iter()
+        .map(|iface| {
+            (
+                labels(&[("iface", iface)]),
+                h.reattached.get(iface).copied().unwrap_or(0),
+            )
+        })
+        .collect();
+    counter(
+        e,
+        "borderfilter_reattached",
+        "Times the filter was attached again to an interface it had been removed from behind the daemon's back.",
+        &reattached,
+    )?;
+    counter(
+        e,
+        "borderfilter_cli_edits_refused",
+        "CLI edits refused (invalid, or refused by a safety rail); not counted as rejected lists.",
+        &[(labels(&[]), h.edits_refused)],
     )?;
     let ts = |t: Option<time::OffsetDateTime>| t.map_or(0, |t| t.unix_timestamp());
     gauge(

@@ -111,6 +111,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
                     blocking(&engine, |e| e.sync_from_file(Origin::File, false)).await;
                 }
                 blocking(&engine, |e| {
+                    e.keep_attached();
                     e.refresh_redirect();
                     e.tick(time::OffsetDateTime::now_utc())
                 })
