@@ -150,6 +150,8 @@ fn redirect_orders_are_refused_without_a_target_and_the_target_must_not_be_filte
         "{status}"
     );
     drop(d);
+    // A daemon refused for its configuration loads and pins nothing.
+    let never = t.pin_dir.with_extension("never");
     let out = std::process::Command::new(borderfilter_tests::daemon::bin())
         .args([
             "run",
@@ -164,7 +166,7 @@ fn redirect_orders_are_refused_without_a_target_and_the_target_must_not_be_filte
             "--orders",
             t.orders_path().to_str().unwrap(),
             "--pin-dir",
-            "/tmp/borderfilter-tests/bpffs/never",
+            never.to_str().unwrap(),
             "--no-metrics",
         ])
         .args(["--socket", t.dir.join("other.sock").to_str().unwrap()])
@@ -176,4 +178,5 @@ fn redirect_orders_are_refused_without_a_target_and_the_target_must_not_be_filte
         err.contains("must not be filtered") || err.contains("no such interface"),
         "{err}"
     );
+    assert!(!never.exists(), "{} was created", never.display());
 }

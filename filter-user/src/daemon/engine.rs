@@ -157,6 +157,19 @@ impl Engine {
     /// file, then attaches to the interfaces: a fresh filter is complete before it sees
     /// its first packet, and a restarted one never stops enforcing.
     pub fn start(config: Config) -> anyhow::Result<Self> {
+        // The configuration is checked before anything is loaded or pinned.
+        if let Some(r) = &config.redirect {
+            if config.ifaces.contains(&r.iface) {
+                anyhow::bail!(
+                    "--redirect-iface {} is also given with --iface: the notice host answers from blocked addresses, \
+                     so the interface towards it must not be filtered",
+                    r.iface
+                );
+            }
+            if crate::dataplane::ifindex(&r.iface).is_none() {
+                anyhow::bail!("--redirect-iface {}: no such interface", r.iface);
+            }
+        }
         let dataplane = Dataplane::load(&LoadOptions {
             pin_dir: Some(config.pin_dir.clone()),
             v4_capacity: config.capacity_v4,
@@ -181,18 +194,6 @@ impl Engine {
             history: SyncHistory::default(),
             attach_failures: HashMap::new(),
         };
-        if let Some(r) = &engine.config.redirect {
-            if engine.config.ifaces.contains(&r.iface) {
-                anyhow::bail!(
-                    "--redirect-iface {} is also given with --iface: the notice host answers from blocked addresses, \
-                     so the interface towards it must not be filtered",
-                    r.iface
-                );
-            }
-            if crate::dataplane::ifindex(&r.iface).is_none() {
-                anyhow::bail!("--redirect-iface {}: no such interface", r.iface);
-            }
-        }
         engine.refresh_redirect();
         engine.held = Some(
             Snapshot::read(engine.dataplane.maps())
