@@ -43,9 +43,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon: attach the filter and keep it equal to the order list.
     ///
-    /// The program and its maps are pinned under --pin-dir, so stopping or restarting the
-    /// daemon (even with SIGKILL) never pauses enforcement; `borderfilter detach` removes
-    /// the filter. The file is applied when it changes, on SIGHUP and on `reload`; a list
+    /// The maps are pinned under --pin-dir and the program stays attached to the interfaces,
+    /// so stopping or restarting the daemon (even with SIGKILL) never pauses enforcement;
+    /// `borderfilter detach` removes the filter. A program removed from an interface behind
+    /// the daemon's back is attached again within a second. The file is applied when it changes, on SIGHUP and on `reload`; a list
     /// with any error changes nothing.
     ///
     /// Example: borderfilter run --iface eth0 --iface eth1 --protect 192.0.2.0/24
@@ -171,7 +172,7 @@ pub struct RunArgs {
     /// The order list file.
     #[arg(long, value_name = "PATH", default_value = paths::ORDERS)]
     pub orders: PathBuf,
-    /// bpffs directory for the pinned program and maps.
+    /// bpffs directory for the pinned maps.
     #[arg(long, value_name = "PATH", default_value = paths::PIN_DIR)]
     pub pin_dir: PathBuf,
     /// XDP mode: native (in the driver), generic (works everywhere, slower), or auto

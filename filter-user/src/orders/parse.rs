@@ -168,7 +168,7 @@ impl<'a> Fields<'a> {
         );
     }
 
-    /// A string field, checked for length and (with `single_line`) control characters.
+    /// A string field, checked for length.
     fn string(&self, key: &str, required: bool, p: &mut Problems) -> Option<String> {
         let v = self.get(key, required, p)?;
         let Some(s) = v.as_str() else {
