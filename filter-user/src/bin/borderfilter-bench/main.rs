@@ -85,7 +85,7 @@ fn main() -> anyhow::Result<()> {
     }
     if runs("sync") {
         eprintln!("syncs, memory and scrapes...");
-        report.sync = sync::run(&options)?;
+        report.sync = Some(sync::run(&options)?);
     }
     report.evaluate();
     print!("{}", report.table());

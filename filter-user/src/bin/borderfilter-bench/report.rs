@@ -26,7 +26,8 @@ pub struct Report {
     pub machine: Machine,
     pub classification: Vec<classify::Row>,
     pub throughput: Vec<throughput::Row>,
-    pub sync: sync::Sync,
+    /// `None` when the run left the sync benchmarks out (`--only`).
+    pub sync: Option<sync::Sync>,
     pub targets: Vec<Target>,
 }
 
@@ -62,7 +63,7 @@ impl Report {
             machine: machine(),
             classification: Vec::new(),
             throughput: Vec::new(),
-            sync: sync::Sync::default(),
+            sync: None,
             targets: Vec::new(),
         }
     }
@@ -120,7 +121,7 @@ impl Report {
                 met: bf.mpps >= 0.75 * ceiling.mpps,
             });
         }
-        let s = &self.sync;
+        let Some(s) = &self.sync else { return };
         self.targets.push(Target {
             what: "1,000,000 prefixes load in under 3 seconds".into(),
             measured: format!("{:.2} s", s.load_total_s),
@@ -145,40 +146,45 @@ impl Report {
             self.machine.cpu,
             self.machine.kernel
         );
-        out += "Classification cost per packet (ns, random addresses, minus drawing them)\n";
-        out += "family  prefixes   stream    borderfilter  LPM trie  ratio\n";
-        for r in &self.classification {
-            out += &format!(
-                "IPv{}    {:>9}  {:<8}  {:>12.1}  {:>8.1}  {:>5.2}\n",
-                r.family, r.prefixes, r.stream, r.filter_ns, r.baseline_ns, r.ratio
-            );
+        if !self.classification.is_empty() {
+            out += "Classification cost per packet (ns, random addresses, minus drawing them)\n";
+            out += "family  prefixes   stream    borderfilter  LPM trie  ratio\n";
+            for r in &self.classification {
+                out += &format!(
+                    "IPv{}    {:>9}  {:<8}  {:>12.1}  {:>8.1}  {:>5.2}\n",
+                    r.family, r.prefixes, r.stream, r.filter_ns, r.baseline_ns, r.ratio
+                );
+            }
         }
-        out += "\nThroughput through a veth pair, 100,000 prefixes (Mpps; extra ns per frame over the ceiling)\n";
-        out += "mix          contender            Mpps   extra ns\n";
-        for r in &self.throughput {
-            out += &format!(
-                "{:<12} {:<19} {:>6.2}   {:>8.1}\n",
-                r.mix, r.contender, r.mpps, r.extra_ns
-            );
+        if !self.throughput.is_empty() {
+            out += "\nThroughput through a veth pair, 100,000 prefixes (Mpps; extra ns per frame over the ceiling)\n";
+            out += "mix          contender            Mpps   extra ns\n";
+            for r in &self.throughput {
+                out += &format!(
+                    "{:<12} {:<19} {:>6.2}   {:>8.1}\n",
+                    r.mix, r.contender, r.mpps, r.extra_ns
+                );
+            }
         }
-        let s = &self.sync;
-        out += &format!(
+        if let Some(s) = &self.sync {
+            out += &format!(
             "\nSync: 1,000,000 prefixes load in {:.2} s (check {:.2}, compile {:.2}, plan {:.2}, apply {:.2}); a 1% change in {:.2} s\n",
             s.load_total_s, s.load_check_s, s.load_compile_s, s.load_plan_s, s.load_apply_s, s.change_total_s
         );
-        out += &format!(
+            out += &format!(
             "      block add until enforced: median {:.1} ms, p99 {:.1} ms over {} tries; until the command returns (file written and synced): median {:.1} ms, p99 {:.1} ms\n",
             s.block_add_median_ms, s.block_add_p99_ms, s.block_add_tries, s.block_add_cli_median_ms, s.block_add_cli_p99_ms
         );
-        out += &format!(
-            "Memory: {:.0} bytes of kernel map memory per prefix at 1,000,000 ({} MiB)\n",
-            s.memory_bytes_per_prefix,
-            s.memory_bytes >> 20
-        );
-        out += &format!(
-            "Scrape: counters of {} orders read in {:.1} ms (median of 10)\n",
-            s.scrape_orders, s.scrape_median_ms
-        );
+            out += &format!(
+                "Memory: {:.0} bytes of kernel map memory per prefix at 1,000,000 ({} MiB)\n",
+                s.memory_bytes_per_prefix,
+                s.memory_bytes >> 20
+            );
+            out += &format!(
+                "Scrape: counters of {} orders read in {:.1} ms (median of 10)\n",
+                s.scrape_orders, s.scrape_median_ms
+            );
+        }
         out += "\nTargets\n";
         for t in &self.targets {
             out += &format!(
