@@ -13,4 +13,7 @@ pub mod parse;
 pub mod types;
 pub mod verdict;
 
-pub use types::{Counter, Entry, LongKey, LongValue, RedirectTarget, Rule, Slot, SLOT_INLINE};
+pub use types::{
+    Counter, Entry, LongKey, LongValue, RedirectTarget, Rule, Slot, SlotCell, SLOT_DENSE,
+    SLOT_INLINE,
+};

@@ -23,8 +23,46 @@ pub const REDIRECT_TARGET: &str = "BF_TARGET";
 /// user space. One bit per /24: set when some entry touches that /24. `ARRAY` of `u64`,
 /// memory-mapped by user space.
 pub const V4_HINT: &str = "BF_V4_HINT";
-/// Per touched /24: `HASH` from the /24 number (address >> 8) to [`crate::Slot`].
+/// Per touched /24: an open-addressed table, `ARRAY` of [`crate::SlotCell`] (one cache
+/// line each), memory-mapped by user space. The cell of /24 number `block` (address >> 8)
+/// is one of the [`SLOT_PROBES`] cells from [`slot_home`] on; a lookup that finds it in
+/// none of them asks the trie. The table's size is a power of two set at load time; the
+/// program learns its mask from the global [`SLOT_MASK_GLOBAL`].
 pub const V4_SLOTS: &str = "BF_V4_SLOTS";
+/// The name of the program's read-only global holding the slot table's size minus one.
+pub const SLOT_MASK_GLOBAL: &str = "BF_SLOT_MASK";
+/// How many consecutive cells, from its home, a lookup searches for a /24's slot.
+pub const SLOT_PROBES: u32 = 8;
+
+/// Where the search for the slot of /24 number `block` starts (before masking to the
+/// table's size): a multiplicative hash, its high half folded into the low bits the mask
+/// keeps.
+#[inline(always)]
+pub const fn slot_home(block: u32) -> u32 {
+    let h = block.wrapping_mul(0x9e37_79b1);
+    h ^ (h >> 16)
+}
+
+/// Cells in the slot table for an IPv4 capacity of `capacity` entries: room for twice as
+/// many slots (a /16 needs 256), rounded up to a power of two.
+pub const fn slot_table_len(capacity: u32) -> u32 {
+    let want = if capacity > (1 << 30) {
+        1 << 31
+    } else {
+        capacity.saturating_mul(2)
+    };
+    if want <= 64 {
+        64
+    } else {
+        want.next_power_of_two()
+    }
+}
+
+/// Slots a table of `cells` cells takes before user space refuses more: seven eighths, so
+/// that nearly every slot lies within [`SLOT_PROBES`] cells of its home.
+pub const fn slot_table_room(cells: u32) -> u32 {
+    cells - cells / 8
+}
 /// Entries longer than /24: `HASH` from [`crate::LongKey`] to [`crate::Entry`].
 pub const V4_LONG: &str = "BF_V4_LONG";
 /// The IPv6 fast path: one bit per hashed /32 (see [`v6_hint_index`]); set when some

@@ -64,10 +64,12 @@ pub const SLOT_INLINE: usize = 4;
 
 /// What the IPv4 fast path knows about one /24.
 ///
-/// When the /24 holds at most [`SLOT_INLINE`] entries longer than /24, the slot carries
-/// them (`inline_len` > 0, longest first) and the lookup ends here; otherwise
-/// `inline_count` is 0 and `longer` says which lengths to probe in
-/// [`crate::maps::V4_LONG`], which always holds every long entry.
+/// Three forms, by `inline_count`, for the entries longer than /24 inside the /24:
+/// - 1 to [`SLOT_INLINE`]: the slot carries them (longest first) and the lookup ends here;
+/// - [`SLOT_DENSE`]: more of them, all with the same entry: the slot carries a bitmap of
+///   the 256 addresses they cover and that entry ([`Slot::dense`]), and the lookup ends here;
+/// - 0: `longer` says which lengths to probe in [`crate::maps::V4_LONG`], which always
+///   holds every long entry.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Slot {
@@ -78,31 +80,42 @@ pub struct Slot {
     /// Bit `len - 25` is set when entries of length `len` (25..=32) may exist inside
     /// this /24 in [`crate::maps::V4_LONG`].
     pub longer: u8,
-    /// How many of the `inline_*` entries are in use.
+    /// How many of the `inline_*` entries are in use, or [`SLOT_DENSE`].
     pub inline_count: u8,
     pub _pad: u8,
     /// [`Slot::seal`] of this slot's contents and /24: the program ignores a slot whose
     /// seal does not match (read while its memory was being reused) and asks the trie.
     pub seal: u32,
-    /// The last byte of each inline entry's network, and its length (25..=32).
+    /// The last byte of each inline entry's network, and its length (25..=32). A dense
+    /// slot keeps its bitmap in these and the first three `inline` entries.
     pub inline_low: [u8; 4],
     pub inline_len: [u8; 4],
     pub inline: [Entry; 4],
 }
 const _: () = assert!(size_of::<Slot>() == 16 + 10 * SLOT_INLINE && SLOT_INLINE == 4);
 
+/// One cell of the slot table ([`crate::maps::V4_SLOTS`]): a slot and the /24 it is for.
+/// A free cell is all zeros (its seal, 0, never matches). 64 bytes: in the page-aligned
+/// table each cell is one cache line.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlotCell {
+    pub slot: Slot,
+    /// The /24 number (address >> 8) this cell holds the slot of.
+    pub block: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<SlotCell>() == 64);
+
+/// `Slot::inline_count` of a dense slot.
+pub const SLOT_DENSE: u8 = 0xff;
+
 impl Slot {
-    /// A checksum of the slot's fields (all but `seal`) and of its /24 `block`.
-    ///
-    /// The kernel may reuse a hash-map element's memory as soon as an update has replaced
-    /// it, while a packet that looked it up just before still reads it; the seal turns
-    /// such a torn or foreign read into a trie lookup instead of a wrong answer.
+    /// A dense slot's bitmap: bit `b & 31` of word `b >> 5` is set when a long entry
+    /// covers the address whose last byte is `b`.
     #[inline(always)]
-    pub fn seal(&self, block: u32) -> u32 {
-        let words = [
-            self.base.dst_rule,
-            self.base.src_rule,
-            u32::from_le_bytes([self.has_base, self.longer, self.inline_count, self._pad]),
+    pub fn dense_words(&self) -> [u32; 8] {
+        [
             u32::from_le_bytes(self.inline_low),
             u32::from_le_bytes(self.inline_len),
             self.inline[0].dst_rule,
@@ -111,16 +124,64 @@ impl Slot {
             self.inline[1].src_rule,
             self.inline[2].dst_rule,
             self.inline[2].src_rule,
-            self.inline[3].dst_rule,
-            self.inline[3].src_rule,
+        ]
+    }
+
+    /// The entry every covered address of a dense slot gets.
+    #[inline(always)]
+    pub fn dense_entry(&self) -> Entry {
+        self.inline[3]
+    }
+
+    /// Makes this slot dense: `words` as [`Slot::dense_words`] reads them, and `entry`.
+    pub fn set_dense(&mut self, words: [u32; 8], entry: Entry) {
+        self.inline_count = SLOT_DENSE;
+        self.inline_low = words[0].to_le_bytes();
+        self.inline_len = words[1].to_le_bytes();
+        for i in 0..3 {
+            self.inline[i] = Entry {
+                dst_rule: words[2 + 2 * i],
+                src_rule: words[3 + 2 * i],
+            };
+        }
+        self.inline[3] = entry;
+    }
+
+    /// A checksum of the slot's fields (all but `seal`) and of its /24 `block`.
+    ///
+    /// User space rewrites a slot-table cell in place (a changed slot, or a freed cell
+    /// taken for another /24) while a packet on another CPU may be reading it; the seal
+    /// turns such a torn or foreign read into a trie lookup instead of a wrong answer.
+    #[inline(always)]
+    pub fn seal(&self, block: u32) -> u32 {
+        let pair = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
+        let entry = |e: Entry| pair(e.dst_rule, e.src_rule);
+        let words = [
+            entry(self.base),
+            pair(
+                u32::from_le_bytes([self.has_base, self.longer, self.inline_count, self._pad]),
+                block,
+            ),
+            pair(
+                u32::from_le_bytes(self.inline_low),
+                u32::from_le_bytes(self.inline_len),
+            ),
+            entry(self.inline[0]),
+            entry(self.inline[1]),
+            entry(self.inline[2]),
+            entry(self.inline[3]),
         ];
-        let mut h = block.wrapping_mul(0x9e37_79b1) ^ 0x5bd1_e995;
+        // 64-bit multiply-rotate rounds (seven, where 32-bit words took thirteen): the
+        // program computes this for every slot it reads.
+        let mut h = u64::from(block).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5bd1_e995;
         let mut i = 0;
         while i < words.len() {
-            h = (h ^ words[i]).wrapping_mul(0x0100_0193).rotate_left(13);
+            h = (h ^ words[i])
+                .wrapping_mul(0x0000_0100_0000_01b3)
+                .rotate_left(29);
             i += 1;
         }
-        h | 1
+        (h ^ (h >> 32)) as u32 | 1
     }
 
     /// The slot with its seal for `block` set.

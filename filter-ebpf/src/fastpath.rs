@@ -2,21 +2,23 @@
 //! structures that cost one or two memory accesses for most addresses.
 //!
 //! IPv4: a bitmap with one bit per /24 says whether any entry touches it (for nearly all
-//! traffic the answer is no, after one read of a 2 MiB array). For a touched /24 its slot
-//! gives the result of the entries up to /24 and, when there are few, the longer entries
-//! inside it; when there are more, which longer lengths exist inside, probed longest
-//! first in a hash map. A /24 with its bit set but no slot (only
-//! entries broader than /16 touch it) is answered by the LPM trie. IPv6: a bitmap of
+//! traffic the answer is no, after one read of a 2 MiB array). For a touched /24 its slot,
+//! one cache line of an open-addressed table, gives the result of the entries up to /24
+//! and the longer entries inside it: themselves when there are few, a bitmap of what they
+//! cover when they all share one entry, else which longer lengths exist inside, probed
+//! longest first in a hash map. A /24 with its bit set but no slot within reach (only
+//! entries broader than /16 touch it, or its cell lies beyond the probes) is answered
+//! by the LPM trie. IPv6: a bitmap of
 //! hashed /32s, then the LPM trie. User space derives all of this from the tries, in an
 //! order that keeps every intermediate state safe (`docs/design/fast-path.md`).
 
 use aya_ebpf::maps::lpm_trie::Key;
 use filter_common::{
-    maps::{v6_hint_index, SLOT_LEN, V4_BITS, V6_BITS},
-    Entry, LongKey, Slot, SLOT_INLINE,
+    maps::{slot_home, v6_hint_index, SLOT_LEN, SLOT_PROBES, V4_BITS, V6_BITS},
+    Entry, LongKey, Slot, SLOT_DENSE, SLOT_INLINE,
 };
 
-use crate::maps::{V4_HINT, V4_LONG, V4_PREFIXES, V4_SLOTS, V6_HINT, V6_PREFIXES};
+use crate::maps::{BF_SLOT_MASK, V4_HINT, V4_LONG, V4_PREFIXES, V4_SLOTS, V6_HINT, V6_PREFIXES};
 
 #[inline(always)]
 fn hint(map: &aya_ebpf::maps::Array<u64>, index: u32) -> bool {
@@ -32,16 +34,17 @@ pub fn lookup_v4(addr: &[u8; 4]) -> Option<Entry> {
     if !hint(&V4_HINT, block) {
         return None;
     }
-    // SAFETY: the pointer is valid for this run of the program (RCU).
-    let Some(found) = (unsafe { V4_SLOTS.get(block) }) else {
+    let Some(slot) = find_slot(block) else {
         return trie_v4(addr);
     };
-    // The kernel may reuse the element's memory for an update meanwhile: read it once,
-    // and trust the copy only if its seal matches.
-    // SAFETY: `found` points to a whole `Slot` in the map.
-    let slot: Slot = unsafe { core::ptr::read_volatile(found) };
-    if slot.seal != slot.seal(block) {
-        return trie_v4(addr);
+    if slot.inline_count == SLOT_DENSE {
+        // Many longer entries, one entry value: a bitmap of the addresses they cover.
+        let low = a as u8;
+        let word = slot.dense_words()[usize::from(low >> 5) & 7];
+        if word & (1 << (low & 31)) != 0 {
+            return Some(slot.dense_entry());
+        }
+        return (slot.has_base != 0).then_some(slot.base);
     }
     if slot.inline_count != 0 {
         // The slot carries every longer entry of its /24, longest first.
@@ -78,6 +81,32 @@ pub fn lookup_v4(addr: &[u8; 4]) -> Option<Entry> {
         len -= 1;
     }
     (slot.has_base != 0).then_some(slot.base)
+}
+
+/// The slot of /24 number `block`, if one of the [`SLOT_PROBES`] cells from its home holds
+/// it, whole and sealed. User space may be rewriting a cell meanwhile: each is copied
+/// once and the copy trusted only if it names this /24 and its seal matches.
+#[inline(always)]
+fn find_slot(block: u32) -> Option<Slot> {
+    // SAFETY: a read-only global the loader sets before the program is verified.
+    let mask = unsafe { core::ptr::read_volatile(&BF_SLOT_MASK) };
+    let home = slot_home(block);
+    let mut i = 0;
+    while i < SLOT_PROBES {
+        let index = home.wrapping_add(i) & mask;
+        if let Some(cell) = V4_SLOTS.get_ptr(index) {
+            // SAFETY: `cell` points to a whole cell of the array, valid for this run.
+            let tag = unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*cell).block)) };
+            if tag == block {
+                let copy = unsafe { core::ptr::read_volatile(cell) };
+                if copy.block == block && copy.slot.seal == copy.slot.seal(block) {
+                    return Some(copy.slot);
+                }
+            }
+        }
+        i += 1;
+    }
+    None
 }
 
 /// The LPM trie alone: the authority, and the baseline the benchmarks compare with.

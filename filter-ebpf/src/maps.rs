@@ -7,7 +7,7 @@ use aya_ebpf::{
     maps::{Array, DevMap, HashMap, LpmTrie, PerCpuArray},
 };
 use filter_common::{
-    maps, verdict, Counter, Entry, LongKey, LongValue, RedirectTarget, Rule, Slot,
+    maps, verdict, Counter, Entry, LongKey, LongValue, RedirectTarget, Rule, SlotCell,
 };
 
 /// Blocked, monitored and exempted IPv4 prefixes: the authority the fast path is derived
@@ -25,11 +25,16 @@ pub static V6_PREFIXES: LpmTrie<[u8; 16], Entry> =
 #[map(name = "BF_V4_HINT")]
 pub static V4_HINT: Array<u64> = Array::with_max_entries(maps::HINT_WORDS, BPF_F_MMAPABLE);
 
-/// Per touched /24 (address >> 8): the result of entries up to /24, and which longer
-/// lengths exist inside it.
+/// Per touched /24 (address >> 8), in an open-addressed table: the result of entries up
+/// to /24, and the longer entries inside it or which lengths of them exist.
 #[map(name = "BF_V4_SLOTS")]
-pub static V4_SLOTS: HashMap<u32, Slot> =
-    HashMap::with_max_entries(maps::DECLARED_PREFIX_CAPACITY, BPF_F_NO_PREALLOC);
+pub static V4_SLOTS: Array<SlotCell> =
+    Array::with_max_entries(maps::DECLARED_PREFIX_CAPACITY, BPF_F_MMAPABLE);
+
+/// The slot table's size minus one (a power of two minus one), set by user space when it
+/// loads the program; read-only to the program, so the verifier knows its value.
+#[no_mangle]
+pub static BF_SLOT_MASK: u32 = 0;
 
 /// IPv4 entries longer than /24, by network and length.
 #[map(name = "BF_V4_LONG")]

@@ -2,7 +2,8 @@
 //! the entries, and the order in which a change to the entries reaches it.
 //!
 //! IPv4: one hint bit per /24 touched by any entry; a slot per /24 touched by an entry of
-//! /16 or longer (the result of the entries up to /24 covering it, and which longer
+//! /16 or longer (the result of the entries up to /24 covering it, and the longer entries
+//! inside: up to four themselves, more as a bitmap when they share one entry, else which
 //! lengths exist inside); the entries longer than /24 in a hash map. IPv6: one hint bit
 //! per hashed /32 that an entry may cover.
 //!
@@ -217,13 +218,25 @@ impl Entries for Patched<'_> {
 }
 
 /// Puts the long entries of a slot's /24 (address, length, entry) in the slot itself
-/// when there are few enough, longest first; else leaves them to the long-entry map.
+/// when there are few enough, longest first, or as a bitmap when they all have the same
+/// entry; else leaves them to the long-entry map.
 fn fill_inline(slot: &mut Slot, long: &mut [(u32, u32, Entry)]) {
     slot.inline_count = 0;
     slot.inline_low = [0; SLOT_INLINE];
     slot.inline_len = [0; SLOT_INLINE];
     slot.inline = [Entry::default(); SLOT_INLINE];
     if long.len() > SLOT_INLINE {
+        let entry = long[0].2;
+        if long.iter().all(|(_, _, e)| *e == entry) {
+            let mut words = [0u32; 8];
+            for (addr, len, _) in long.iter() {
+                let first = *addr & 0xff;
+                for low in first..first + (1 << (32 - len)) {
+                    words[(low >> 5) as usize] |= 1 << (low & 31);
+                }
+            }
+            slot.set_dense(words, entry);
+        }
         return;
     }
     long.sort_unstable_by_key(|(addr, len, _)| (std::cmp::Reverse(*len), *addr));

@@ -417,10 +417,11 @@ fn the_fast_path_stays_exact_through_small_changes() {
     }
 }
 
-/// Sparse /24s, where the slot carries the few longer entries itself, and crowded ones,
-/// where they are probed in the long-entry map: every address of the three IPv4
+/// Sparse /24s, where the slot carries the few longer entries itself, crowded ones whose
+/// longer entries all share one entry (the slot carries a bitmap), and crowded ones with
+/// several entries, probed in the long-entry map: every address of the three IPv4
 /// documentation /24s agrees with the model while entries come and go, so blocks cross
-/// between the two forms in both directions.
+/// between the three forms.
 #[test]
 fn slots_answer_alike_with_few_and_many_longer_entries() {
     let mut rng = rng("sparse");
@@ -431,6 +432,13 @@ fn slots_answer_alike_with_few_and_many_longer_entries() {
     }
     let mut entries: BTreeMap<Prefix, Entry> = BTreeMap::new();
     let mut crossings = 0;
+    let mut dense_seen = 0;
+    // 0: the long-entry map; 1: inline entries; 2: a bitmap.
+    let form = |s: &Slot| match s.inline_count {
+        0 => 0,
+        filter_common::SLOT_DENSE => 2,
+        _ => 1,
+    };
     for round in 0..40 {
         let current = Snapshot::read(dp.maps()).expect("reading the maps");
         let mut changes = BTreeMap::new();
@@ -438,6 +446,11 @@ fn slots_answer_alike_with_few_and_many_longer_entries() {
             // Aim each /24 at 0 to 7 longer entries, around the slot's capacity.
             let block = u32::from(Ipv4Addr::new(r[0], r[1], r[2], 0));
             let want = rng.random_range(0..8);
+            // Half the time every longer entry of the /24 gets the same entry.
+            let shared = rng.random_bool(0.5).then(|| Entry {
+                dst_rule: rng.random_range(1..RULES),
+                src_rule: rng.random_range(0..RULES),
+            });
             let inside: Vec<Prefix> = entries
                 .keys()
                 .filter(|p| p.length() > 24)
@@ -446,6 +459,11 @@ fn slots_answer_alike_with_few_and_many_longer_entries() {
                 .collect();
             for p in inside.iter().skip(want) {
                 changes.insert(*p, None);
+            }
+            if let Some(e) = shared {
+                for p in inside.iter().take(want) {
+                    changes.insert(*p, Some(e));
+                }
             }
             for _ in inside.len()..want {
                 let len = rng.random_range(25..=32);
@@ -460,13 +478,11 @@ fn slots_answer_alike_with_few_and_many_longer_entries() {
                         rng.random_range(1..RULES)
                     }
                 };
-                changes.insert(
-                    p,
-                    Some(Entry {
-                        dst_rule: rule(&mut rng),
-                        src_rule: rule(&mut rng),
-                    }),
-                );
+                let e = shared.unwrap_or_else(|| Entry {
+                    dst_rule: rule(&mut rng),
+                    src_rule: rule(&mut rng),
+                });
+                changes.insert(p, Some(e));
             }
             if rng.random_bool(0.3) {
                 let p = Prefix::new_truncating(IpAddr::V4(block.into()), 24);
@@ -497,19 +513,13 @@ fn slots_answer_alike_with_few_and_many_longer_entries() {
             "round {round}: the maps hold what the plan says"
         );
         assert_fast_path_consistent(&dp);
-        let inline_before = current
-            .fast
-            .slots
-            .values()
-            .filter(|s| s.inline_count > 0)
-            .count();
-        let inline_after = held
-            .fast
-            .slots
-            .values()
-            .filter(|s| s.inline_count > 0)
-            .count();
-        crossings += usize::from(inline_before != inline_after);
+        let forms = |s: &Snapshot| {
+            let mut f: Vec<(u32, u8)> = s.fast.slots.iter().map(|(b, s)| (*b, form(s))).collect();
+            f.sort_unstable();
+            f
+        };
+        crossings += usize::from(forms(&current) != forms(&held));
+        dense_seen += held.fast.slots.values().filter(|s| form(s) == 2).count();
         let list: Vec<PrefixEntry> = entries
             .iter()
             .map(|(p, e)| PrefixEntry {
@@ -533,8 +543,9 @@ fn slots_answer_alike_with_few_and_many_longer_entries() {
     }
     assert!(
         crossings > 10,
-        "blocks must move between the two forms: {crossings}"
+        "blocks must move between the forms: {crossings}"
     );
+    assert!(dense_seen > 5, "dense slots must occur: {dense_seen}");
 }
 
 /// A slot or long entry read while the kernel reuses its memory must not decide: the

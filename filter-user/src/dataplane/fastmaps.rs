@@ -1,16 +1,19 @@
-//! The fast-path maps: the two hint bitmaps (memory-mapped, written word by word) and
-//! the IPv4 slot and long-entry hash maps (written in batches).
+//! The fast-path maps: the two hint bitmaps and the IPv4 slot table (memory-mapped,
+//! written word by word) and the long-entry hash map (written in batches).
 
 use std::{
     collections::HashMap,
     io,
     os::fd::{AsFd, AsRawFd},
     ptr::NonNull,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        atomic::{fence, AtomicU64, Ordering},
+        Mutex,
+    },
 };
 
 use aya::maps::{Map, MapError};
-use filter_common::{maps as names, Entry, LongKey, LongValue, Slot};
+use filter_common::{maps as names, Entry, LongKey, LongValue, Slot, SlotCell};
 
 use super::{batch, maps::Maps, DataplaneError};
 
@@ -26,25 +29,30 @@ pub struct Hint {
 unsafe impl Send for Hint {}
 unsafe impl Sync for Hint {}
 
+/// Maps the memory of the `BPF_F_MMAPABLE` array behind `fd`, `words` 64-bit words long.
+fn map_shared(fd: impl AsFd, words: usize) -> io::Result<NonNull<AtomicU64>> {
+    // SAFETY: a fresh shared mapping of the map's memory; the length is the map's.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            words * 8,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd.as_fd().as_raw_fd(),
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(NonNull::new(ptr.cast()).expect("mmap never returns null on success"))
+}
+
 impl Hint {
     /// Maps the `BPF_F_MMAPABLE` array behind `fd`, `len` words long.
     pub fn map(fd: impl AsFd, len: usize) -> io::Result<Self> {
-        // SAFETY: a fresh shared mapping of the map's memory; the length is the map's.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len * 8,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_fd().as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
         Ok(Self {
-            words: NonNull::new(ptr.cast()).expect("mmap never returns null on success"),
+            words: map_shared(fd, len)?,
             len,
         })
     }
@@ -81,6 +89,153 @@ impl Drop for Hint {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly what `map` mapped.
         unsafe { libc::munmap(self.words.as_ptr().cast(), self.len * 8) };
+    }
+}
+
+/// Words in a slot-table cell.
+const CELL_WORDS: usize = size_of::<SlotCell>() / 8;
+
+/// The IPv4 slot table shared with the program through `mmap`: an open-addressed table
+/// of [`SlotCell`]s (see `filter_common::maps::V4_SLOTS`). This process is its only
+/// writer; it remembers which cell holds which /24, and finds a cell for a new /24 by
+/// probing from its home. Cells are written word by word in place; the program copies a
+/// cell and checks its /24 and seal, so a cell read half-written is ignored.
+pub struct SlotTable {
+    words: NonNull<AtomicU64>,
+    cells: u32,
+    index: Mutex<TableIndex>,
+}
+
+// SAFETY: as for `Hint`: shared memory, all access through atomics.
+unsafe impl Send for SlotTable {}
+unsafe impl Sync for SlotTable {}
+
+#[derive(Default)]
+struct TableIndex {
+    /// The cell of each /24 with a slot.
+    at: HashMap<u32, u32>,
+    /// Cells in use (including any this process cannot attribute to a /24).
+    used: Vec<bool>,
+}
+
+impl SlotTable {
+    /// Maps the table behind `fd`, `cells` cells long (a power of two), and learns which
+    /// cells are in use from their contents (a table reused from its pins).
+    pub fn map(fd: impl AsFd, cells: u32) -> io::Result<Self> {
+        let table = Self {
+            words: map_shared(fd, cells as usize * CELL_WORDS)?,
+            cells,
+            index: Mutex::default(),
+        };
+        let mut index = TableIndex {
+            at: HashMap::new(),
+            used: vec![false; cells as usize],
+        };
+        for (at, cell) in table.cells() {
+            index.used[at as usize] = true;
+            index.at.entry(cell.block).or_insert(at);
+        }
+        *table.index.lock().expect("slot index poisoned") = index;
+        Ok(table)
+    }
+
+    fn word(&self, index: usize) -> &AtomicU64 {
+        assert!(index < self.cells as usize * CELL_WORDS);
+        // SAFETY: in bounds of the mapping, which lives as long as `self`.
+        unsafe { &*self.words.as_ptr().add(index) }
+    }
+
+    fn read(&self, at: u32) -> [u64; CELL_WORDS] {
+        let base = at as usize * CELL_WORDS;
+        std::array::from_fn(|i| self.word(base + i).load(Ordering::Acquire))
+    }
+
+    fn write(&self, at: u32, words: [u64; CELL_WORDS]) {
+        let base = at as usize * CELL_WORDS;
+        for (i, w) in words.into_iter().enumerate() {
+            self.word(base + i).store(w, Ordering::Relaxed);
+        }
+        fence(Ordering::Release);
+    }
+
+    /// Every cell in use, with its position, as the program sees them now.
+    fn cells(&self) -> impl Iterator<Item = (u32, SlotCell)> + '_ {
+        (0..self.cells).filter_map(|at| {
+            let words = self.read(at);
+            // SAFETY: `SlotCell` is plain old data of exactly these 64 bytes.
+            (words != [0; CELL_WORDS]).then(|| {
+                (at, unsafe {
+                    std::mem::transmute::<[u64; CELL_WORDS], SlotCell>(words)
+                })
+            })
+        })
+    }
+
+    /// Cells in the table.
+    pub fn len(&self) -> u32 {
+        self.cells
+    }
+
+    /// Writes `slot` as the slot of `block`, in the cell that already holds it or in the
+    /// first free one from its home. `None` when every cell is taken.
+    fn put(&self, index: &mut TableIndex, block: u32, slot: Slot) -> Option<()> {
+        let at = match index.at.get(&block) {
+            Some(at) => *at,
+            None => {
+                let home = names::slot_home(block);
+                let at = (0..self.cells)
+                    .map(|i| home.wrapping_add(i) & (self.cells - 1))
+                    .find(|at| !index.used[*at as usize])?;
+                index.used[at as usize] = true;
+                index.at.insert(block, at);
+                at
+            }
+        };
+        let cell = SlotCell {
+            slot,
+            block,
+            _pad: 0,
+        };
+        // SAFETY: `SlotCell` is plain old data of exactly these 64 bytes.
+        self.write(at, unsafe {
+            std::mem::transmute::<SlotCell, [u64; CELL_WORDS]>(cell)
+        });
+        Some(())
+    }
+
+    /// Frees the cell of `block`, if it has one.
+    fn remove(&self, index: &mut TableIndex, block: u32) {
+        if let Some(at) = index.at.remove(&block) {
+            self.write(at, [0; CELL_WORDS]);
+            index.used[at as usize] = false;
+        }
+    }
+
+    /// Writes every slot in `items`; stops at the first that finds no free cell.
+    fn put_all(&self, items: &[(u32, Slot)]) -> Result<(), DataplaneError> {
+        let mut index = self.index.lock().expect("slot index poisoned");
+        for (block, slot) in items {
+            if self.put(&mut index, *block, *slot).is_none() {
+                return Err(DataplaneError::MapFull {
+                    map: names::V4_SLOTS,
+                    capacity: self.cells,
+                    what: format!("{} slots", items.len()),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SlotTable {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what `map` mapped.
+        unsafe {
+            libc::munmap(
+                self.words.as_ptr().cast(),
+                self.cells as usize * size_of::<SlotCell>(),
+            )
+        };
     }
 }
 
@@ -179,21 +334,28 @@ impl Maps {
         &self.fast.v6_hint
     }
 
-    /// How many /24 slots the IPv4 index has room for.
+    /// How many /24 slots the IPv4 index takes (seven eighths of its cells: see
+    /// `filter_common::maps::slot_table_room`).
     pub fn slot_capacity(&self) -> u32 {
-        self.fast.slot_capacity
+        names::slot_table_room(self.fast.slot_table.len())
     }
 
-    /// The slots, as user space computes them: the seal is checked and cleared (a slot
-    /// whose seal does not match keeps it, so that it differs from any derived slot).
+    /// The slots, read from the whole table as the program sees it now, as user space
+    /// computes them: the seal is checked and cleared (a slot whose seal does not match
+    /// keeps it, so that it differs from any derived slot).
     pub fn slots(&self) -> Result<HashMap<u32, Slot>, DataplaneError> {
-        let mut slots: HashMap<u32, Slot> = read_all(&self.fast.slots, names::V4_SLOTS)?;
-        for (block, slot) in slots.iter_mut() {
-            if slot.seal == slot.seal(*block) {
-                slot.seal = 0;
-            }
-        }
-        Ok(slots)
+        Ok(self
+            .fast
+            .slot_table
+            .cells()
+            .map(|(_, cell)| {
+                let mut slot = cell.slot;
+                if slot.seal == slot.seal(cell.block) {
+                    slot.seal = 0;
+                }
+                (cell.block, slot)
+            })
+            .collect())
     }
 
     /// The long entries; one whose value names another key reads as an impossible entry.
@@ -215,26 +377,32 @@ impl Maps {
             .collect())
     }
 
+    /// The cells in use and the /24 each names, from the whole table: for the tests of
+    /// the table's placement.
+    #[doc(hidden)]
+    pub fn slot_cells(&self) -> Vec<(u32, u32)> {
+        self.fast
+            .slot_table
+            .cells()
+            .map(|(at, cell)| (at, cell.block))
+            .collect()
+    }
+
+    /// Cells in the slot table.
+    pub fn slot_cells_total(&self) -> u32 {
+        self.fast.slot_table.len()
+    }
+
     /// Writes slots, each sealed for its /24.
     pub fn put_slots(&self, items: &[(u32, Slot)]) -> Result<(), DataplaneError> {
         let sealed: Vec<(u32, Slot)> = items.iter().map(|(b, s)| (*b, s.sealed(*b))).collect();
-        put(
-            &self.fast.slots,
-            names::V4_SLOTS,
-            self.fast.slot_capacity,
-            &sealed,
-        )
+        self.fast.slot_table.put_all(&sealed)
     }
 
     /// Writes slots exactly as given, seal included: for the tests of the seal.
     #[doc(hidden)]
     pub fn put_slots_as_is(&self, items: &[(u32, Slot)]) -> Result<(), DataplaneError> {
-        put(
-            &self.fast.slots,
-            names::V4_SLOTS,
-            self.fast.slot_capacity,
-            items,
-        )
+        self.fast.slot_table.put_all(items)
     }
 
     /// Writes long-entry values exactly as given: for the tests of the key check.
@@ -249,7 +417,12 @@ impl Maps {
     }
 
     pub fn delete_slots(&self, keys: &[u32]) -> Result<(), DataplaneError> {
-        delete(&self.fast.slots, names::V4_SLOTS, keys)
+        let table = &self.fast.slot_table;
+        let mut index = table.index.lock().expect("slot index poisoned");
+        for block in keys {
+            table.remove(&mut index, *block);
+        }
+        Ok(())
     }
 
     pub fn put_long(&self, items: &[(LongKey, Entry)]) -> Result<(), DataplaneError> {
@@ -284,9 +457,10 @@ pub struct FastMaps {
     _hint_maps: [Map; 2],
     pub(super) v4_hint: Hint,
     pub(super) v6_hint: Hint,
+    /// The slot table's map, kept open beside its mapping.
     pub(super) slots: Map,
+    pub(super) slot_table: SlotTable,
     pub(super) long: Map,
-    pub(super) slot_capacity: u32,
     pub(super) long_capacity: u32,
 }
 
@@ -316,10 +490,18 @@ impl FastMaps {
                 .map(|i| i.max_entries())
                 .unwrap_or(0)
         };
+        let cells = capacity(&slots);
+        let slot_table = SlotTable::map(Maps::map_data(&slots).fd(), cells).map_err(|source| {
+            DataplaneError::PinIo {
+                op: "memory-mapping map",
+                path: names::V4_SLOTS.into(),
+                source,
+            }
+        })?;
         Ok(Self {
             v4_hint: mmap(&v4_hint, names::V4_HINT)?,
             v6_hint: mmap(&v6_hint, names::V6_HINT)?,
-            slot_capacity: capacity(&slots),
+            slot_table,
             long_capacity: capacity(&long),
             _hint_maps: [v4_hint, v6_hint],
             slots,

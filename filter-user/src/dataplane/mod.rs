@@ -95,15 +95,24 @@ impl Dataplane {
         options: &LoadOptions,
     ) -> Result<Self, DataplaneError> {
         raise_memlock_limit();
+        // The slot table keeps the size it was created with; the program is told it.
+        let slot_cells = match &options.pin_dir {
+            Some(dir) if dir.join(names::V4_SLOTS).exists() => {
+                object::pinned_slot_cells(&dir.join(names::V4_SLOTS))?
+            }
+            _ => names::slot_table_len(options.v4_capacity),
+        };
+        let slot_mask = slot_cells - 1;
         let mut loader = EbpfLoader::new();
         loader
             .map_max_entries(names::V4_PREFIXES, options.v4_capacity)
             .map_max_entries(names::V6_PREFIXES, options.v6_capacity)
             // One long entry at most per IPv4 entry; slots are per /24 touched, up to 256
-            // for a /16, so they get room for twice the entries (memory is only taken
-            // as slots are used: the map is not preallocated).
-            .map_max_entries(names::V4_SLOTS, options.v4_capacity.saturating_mul(2))
-            .map_max_entries(names::V4_LONG, options.v4_capacity);
+            // for a /16, so the table has cells for twice the entries (rounded up to a
+            // power of two; the long entries' map is not preallocated).
+            .map_max_entries(names::V4_SLOTS, slot_cells)
+            .map_max_entries(names::V4_LONG, options.v4_capacity)
+            .override_global(names::SLOT_MASK_GLOBAL, &slot_mask, true);
         let mut reused = false;
         if let Some(dir) = &options.pin_dir {
             std::fs::create_dir_all(dir).map_err(|source| DataplaneError::PinDir {

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use aya::maps::{lpm_trie::Key, MapInfo, MapType};
 use filter_common::{
-    maps as names, verdict, Counter, Entry, LongKey, LongValue, RedirectTarget, Rule, Slot,
+    maps as names, verdict, Counter, Entry, LongKey, LongValue, RedirectTarget, Rule, SlotCell,
 };
 
 use super::DataplaneError;
@@ -91,9 +91,9 @@ pub const SHAPES: [MapShape; 11] = [
     },
     MapShape {
         name: names::V4_SLOTS,
-        map_type: MapType::Hash,
+        map_type: MapType::Array,
         key_size: size::<u32>(),
-        value_size: size::<Slot>(),
+        value_size: size::<SlotCell>(),
         max_entries: None,
     },
     MapShape {
@@ -111,6 +111,24 @@ pub const SHAPES: [MapShape; 11] = [
         max_entries: Some(names::HINT_WORDS),
     },
 ];
+
+/// The size of the slot table pinned at `path`: a power of two, or the pin is not ours.
+pub fn pinned_slot_cells(path: &Path) -> Result<u32, DataplaneError> {
+    let info = MapInfo::from_pin(path).map_err(|source| DataplaneError::OpenPin {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    })?;
+    let cells = info.max_entries();
+    if !cells.is_power_of_two() {
+        return Err(DataplaneError::PinnedMismatch {
+            path: path.to_path_buf(),
+            what: "capacity",
+            found: cells.to_string(),
+            expected: "a power of two".into(),
+        });
+    }
+    Ok(cells)
+}
 
 impl MapShape {
     /// Checks that the map pinned at `path` has this shape, so that a build with a
