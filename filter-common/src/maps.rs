@@ -43,13 +43,14 @@ pub const fn slot_home(block: u32) -> u32 {
     h ^ (h >> 16)
 }
 
-/// Cells in the slot table for an IPv4 capacity of `capacity` entries: room for twice as
-/// many slots (a /16 needs 256), rounded up to a power of two.
+/// Cells in the slot table for an IPv4 capacity of `capacity` entries: one and a half
+/// times as many (most entries touch one /24; a /22 touches four, a /16 256), rounded up
+/// to a power of two.
 pub const fn slot_table_len(capacity: u32) -> u32 {
     let want = if capacity > (1 << 30) {
         1 << 31
     } else {
-        capacity.saturating_mul(2)
+        capacity + capacity / 2
     };
     if want <= 64 {
         64

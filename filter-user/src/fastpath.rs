@@ -724,6 +724,33 @@ impl FastPlan {
         n.max(0) as usize
     }
 
+    /// How many slots the IPv4 index holds at once during the plan, given `current`:
+    /// slots are written (steps 0 to 2) before the ones no longer needed go (step 5).
+    pub fn slots_peak(&self, current: &FastState) -> usize {
+        let added = match &self.end {
+            Some(end) => end
+                .slots
+                .keys()
+                .filter(|b| !current.slots.contains_key(b))
+                .count(),
+            None => self
+                .widen
+                .iter()
+                .chain(&self.mid)
+                .map(|(b, _)| *b)
+                .chain(
+                    self.finals
+                        .iter()
+                        .filter(|(_, s)| s.is_some())
+                        .map(|(b, _)| *b),
+                )
+                .filter(|b| !current.slots.contains_key(b))
+                .collect::<std::collections::HashSet<u32>>()
+                .len(),
+        };
+        current.slots.len() + added
+    }
+
     pub fn is_empty(&self) -> bool {
         self.widen.is_empty()
             && self.v4_hint_set.is_empty()

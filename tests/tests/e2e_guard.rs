@@ -216,3 +216,53 @@ fn a_change_the_maps_cannot_hold_beside_the_old_list_is_refused_whole() {
     assert!(agrees, "{report:#}");
     assert_eq!(report["entries"], 1601, "{report:#}");
 }
+
+/// The same for the fast path's slot table: a /22 takes four /24 slots, and while a
+/// change is applied the old slots stay until the new ones are written. With
+/// `--capacity-v4 64` the table has 128 cells and room for 112 slots: 25 /22s and the
+/// kept /32 (101 slots) fit, but replacing the /22s with 25 others needs 201 cells at
+/// once. That change is refused
+/// whole; in two steps it goes through.
+#[test]
+fn a_change_the_slot_table_cannot_hold_beside_the_old_list_is_refused_whole() {
+    let t = Topology::new("guard-slots");
+    let nets = |second: usize| -> Vec<String> {
+        (0..25)
+            .map(|i| format!("240.{second}.{}.0/22", i * 4))
+            .collect()
+    };
+    t.write_orders(&list(&nets(5)));
+    let d = Daemon::start(&t, &["--capacity-v4", "64"]);
+    let before = digest(&t);
+
+    t.write_orders(&list(&nets(6)));
+    let status = poll::until("the change to be refused", Duration::from_secs(10), || {
+        let s = d.status();
+        (!s["refusal"].is_null(), s)
+    });
+    let problems = status["refusal"]["problems"].to_string();
+    assert!(
+        problems.contains("needs 201 IPv4 /24 slots at once")
+            && problems.contains("has 128 cells")
+            && problems.contains("two steps"),
+        "{problems}"
+    );
+    assert_eq!(digest(&t), before, "nothing was touched");
+    assert_eq!(verdict(&t, "240.5.0.1"), XDP_DROP);
+    assert_eq!(verdict(&t, "240.6.0.1"), XDP_PASS);
+
+    t.write_orders(&list(&[]));
+    poll::until("the first step", Duration::from_secs(10), || {
+        let s = d.status();
+        (s["in_sync"] == true, s)
+    });
+    t.write_orders(&list(&nets(6)));
+    poll::until("the second step", Duration::from_secs(10), || {
+        let s = d.status();
+        (s["in_sync"] == true, s)
+    });
+    assert_eq!(verdict(&t, "240.5.0.1"), XDP_PASS);
+    assert_eq!(verdict(&t, "240.6.0.1"), XDP_DROP);
+    let (agrees, report) = verify(&t);
+    assert!(agrees, "{report:#}");
+}

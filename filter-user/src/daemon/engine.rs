@@ -606,16 +606,9 @@ impl Engine {
             }
         }
         let plan = Plan::for_changes(held, &entries, &applied.compiled.rules);
-        let slots = plan.fast.slots_after(&held.fast);
-        let slot_room = self.dataplane.maps().slot_capacity() as usize;
-        if slots > slot_room {
+        if let Some(problem) = self.slot_problem(&plan, held) {
             revert(applied, done);
-            return Ok(self.refuse(refusal(
-                origin,
-                None,
-                vec![too_many_slots(slots, slot_room)],
-                false,
-            )));
+            return Ok(self.refuse(refusal(origin, None, vec![problem], false)));
         }
         let enforced_before = held.enforced_owners();
         let changes = match plan.apply(self.dataplane.maps_mut()) {
@@ -883,6 +876,28 @@ impl Engine {
         }
     }
 
+    /// Why the IPv4 slot table cannot take `plan`, if it cannot: the list needs more slots
+    /// than the table has room for, or the change needs more cells at its peak (old and
+    /// new slots together) than the table has.
+    fn slot_problem(&self, plan: &Plan, held: &Snapshot) -> Option<String> {
+        let maps = self.dataplane.maps();
+        let slots = plan.fast.slots_after(&held.fast);
+        let room = maps.slot_capacity() as usize;
+        if slots > room {
+            return Some(too_many_slots(slots, room));
+        }
+        let peak = plan.fast.slots_peak(&held.fast);
+        let cells = maps.slot_cells_total() as usize;
+        (peak > cells).then(|| {
+            format!(
+                "error: this change needs {peak} IPv4 /24 slots at once (the {} held now stay until the new ones are in place), \
+                 but the fast-path index has {cells} cells. Make it in two steps (first a list without the prefixes to remove, then one with the new ones), \
+                 or raise --capacity-v4 (it takes effect when the maps are created: detach first)",
+                held.fast.slots.len()
+            )
+        })
+    }
+
     /// Brings the data plane to `compiled`: the first half of applying a list.
     fn enforce(
         &mut self,
@@ -896,13 +911,11 @@ impl Engine {
         let target = Snapshot::of(compiled);
         let held = self.held.as_ref().expect("read by precheck");
         let plan = Plan::between_checked(held, &target, self.rebuild_fast);
-        let slots = plan.fast.slots_after(&held.fast);
-        let room = self.dataplane.maps().slot_capacity() as usize;
-        if slots > room {
+        if let Some(problem) = self.slot_problem(&plan, held) {
             return Err(Box::new(self.refuse(refusal(
                 &origin,
                 Some(sha256),
-                vec![too_many_slots(slots, room)],
+                vec![problem],
                 false,
             ))));
         }

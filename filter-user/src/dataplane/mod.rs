@@ -108,8 +108,8 @@ impl Dataplane {
             .map_max_entries(names::V4_PREFIXES, options.v4_capacity)
             .map_max_entries(names::V6_PREFIXES, options.v6_capacity)
             // One long entry at most per IPv4 entry; slots are per /24 touched, up to 256
-            // for a /16, so the table has cells for twice the entries (rounded up to a
-            // power of two; the long entries' map is not preallocated).
+            // for a /16, so the table has cells for one and a half times the entries
+            // (rounded up to a power of two; the long entries' map is not preallocated).
             .map_max_entries(names::V4_SLOTS, slot_cells)
             .map_max_entries(names::V4_LONG, options.v4_capacity)
             .override_global(names::SLOT_MASK_GLOBAL, &slot_mask, true);
