@@ -64,7 +64,8 @@ pub const fn slot_table_len(capacity: u32) -> u32 {
 pub const fn slot_table_room(cells: u32) -> u32 {
     cells - cells / 8
 }
-/// Entries longer than /24: `HASH` from [`crate::LongKey`] to [`crate::Entry`].
+/// Entries longer than /24: `HASH` from [`crate::LongKey`] to [`crate::LongValue`] (the
+/// entry, and the key again).
 pub const V4_LONG: &str = "BF_V4_LONG";
 /// The IPv6 fast path: one bit per hashed /32 (see [`v6_hint_index`]); set when some
 /// entry may cover addresses with that /32. `ARRAY` of `u64`, memory-mapped.

@@ -67,7 +67,8 @@ pub const SLOT_INLINE: usize = 4;
 /// Three forms, by `inline_count`, for the entries longer than /24 inside the /24:
 /// - 1 to [`SLOT_INLINE`]: the slot carries them (longest first) and the lookup ends here;
 /// - [`SLOT_DENSE`]: more of them, all with the same entry: the slot carries a bitmap of
-///   the 256 addresses they cover and that entry ([`Slot::dense`]), and the lookup ends here;
+///   the 256 addresses they cover and that entry ([`Slot::dense_words`]), and the lookup ends
+///   here;
 /// - 0: `longer` says which lengths to probe in [`crate::maps::V4_LONG`], which always
 ///   holds every long entry.
 #[repr(C)]
@@ -84,7 +85,7 @@ pub struct Slot {
     pub inline_count: u8,
     pub _pad: u8,
     /// [`Slot::seal`] of this slot's contents and /24: the program ignores a slot whose
-    /// seal does not match (read while its memory was being reused) and asks the trie.
+    /// seal does not match (read while user space rewrote its cell) and asks the trie.
     pub seal: u32,
     /// The last byte of each inline entry's network, and its length (25..=32). A dense
     /// slot keeps its bitmap in these and the first three `inline` entries.

@@ -8,8 +8,7 @@
 //! cover when they all share one entry, else which longer lengths exist inside, probed
 //! longest first in a hash map. A /24 with its bit set but no slot within reach (only
 //! entries broader than /16 touch it, or its cell lies beyond the probes) is answered
-//! by the LPM trie. IPv6: a bitmap of
-//! hashed /32s, then the LPM trie. User space derives all of this from the tries, in an
+//! by the LPM trie. IPv6: a bitmap of hashed /32s, then the LPM trie. User space derives all of this from the tries, in an
 //! order that keeps every intermediate state safe (`docs/design/fast-path.md`).
 
 use aya_ebpf::maps::lpm_trie::Key;
