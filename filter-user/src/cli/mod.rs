@@ -189,8 +189,11 @@ pub struct RunArgs {
     /// Do not serve metrics.
     #[arg(long, conflicts_with = "metrics")]
     pub no_metrics: bool,
-    /// Capacity of the IPv4 prefix map (takes effect when the maps are created).
-    #[arg(long, value_name = "N", default_value_t = filter_common::maps::DEFAULT_PREFIX_CAPACITY)]
+    /// Capacity of the IPv4 prefix map (takes effect when the maps are created; 64 to
+    /// 16,777,216). The fast path's slot table is allocated whole with it: 64 bytes times
+    /// 1.5 N rounded up to a power of two (128 MiB at the default).
+    #[arg(long, value_name = "N", default_value_t = filter_common::maps::DEFAULT_PREFIX_CAPACITY,
+          value_parser = clap::value_parser!(u32).range(64..=16_777_216))]
     pub capacity_v4: u32,
     /// Capacity of the IPv6 prefix map.
     #[arg(long, value_name = "N", default_value_t = filter_common::maps::DEFAULT_PREFIX_CAPACITY)]
