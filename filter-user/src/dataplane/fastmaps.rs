@@ -122,6 +122,12 @@ impl SlotTable {
     /// Maps the table behind `fd`, `cells` cells long (a power of two), and learns which
     /// cells are in use from their contents (a table reused from its pins).
     pub fn map(fd: impl AsFd, cells: u32) -> io::Result<Self> {
+        if !cells.is_power_of_two() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the slot table has {cells} cells, not a power of two"),
+            ));
+        }
         let table = Self {
             words: map_shared(fd, cells as usize * CELL_WORDS)?,
             cells,
