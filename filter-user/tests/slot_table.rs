@@ -24,7 +24,7 @@ use filter_common::{
     Entry,
 };
 use filter_user::{
-    dataplane::{model, xdp_action, Dataplane, LoadOptions, PrefixEntry},
+    dataplane::{model, xdp_action, Dataplane, LoadOptions},
     prefix::Prefix,
     sync::{Plan, Snapshot},
 };
@@ -98,13 +98,7 @@ fn sync_to(dp: &mut Dataplane, entries: &BTreeMap<Prefix, Entry>) {
 /// Every address of every block in `blocks` gets the model's XDP action.
 #[track_caller]
 fn assert_answers(dp: &Dataplane, entries: &BTreeMap<Prefix, Entry>, blocks: &[u32]) {
-    let list: Vec<PrefixEntry> = entries
-        .iter()
-        .map(|(p, e)| PrefixEntry {
-            prefix: *p,
-            entry: *e,
-        })
-        .collect();
+    let list = as_list(entries);
     let src = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
     for b in blocks {
         for low in 0..=255u32 {

@@ -84,16 +84,6 @@ fn random_entries(rng: &mut SmallRng) -> BTreeMap<Prefix, Entry> {
     out
 }
 
-fn as_list(entries: &BTreeMap<Prefix, Entry>) -> Vec<PrefixEntry> {
-    entries
-        .iter()
-        .map(|(p, e)| PrefixEntry {
-            prefix: *p,
-            entry: *e,
-        })
-        .collect()
-}
-
 /// Asserts that every address of 198.51.100.0/24 that both `old` and `new` block is
 /// blocked now.
 #[track_caller]

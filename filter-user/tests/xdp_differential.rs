@@ -520,13 +520,7 @@ fn slots_answer_alike_with_few_and_many_longer_entries() {
         };
         crossings += usize::from(forms(&current) != forms(&held));
         dense_seen += held.fast.slots.values().filter(|s| form(s) == 2).count();
-        let list: Vec<PrefixEntry> = entries
-            .iter()
-            .map(|(p, e)| PrefixEntry {
-                prefix: *p,
-                entry: *e,
-            })
-            .collect();
+        let list = as_list(&entries);
         for r in V4_RANGES {
             for last in 0..=255u8 {
                 let dst = IpAddr::V4(Ipv4Addr::new(r[0], r[1], r[2], last));

@@ -70,6 +70,19 @@ pub fn install(dp: &mut Dataplane, entries: &[(Prefix, Entry)]) {
         });
 }
 
+/// Entries as the model reads them.
+pub fn as_list(
+    entries: &std::collections::BTreeMap<Prefix, Entry>,
+) -> Vec<filter_user::dataplane::PrefixEntry> {
+    entries
+        .iter()
+        .map(|(p, e)| filter_user::dataplane::PrefixEntry {
+            prefix: *p,
+            entry: *e,
+        })
+        .collect()
+}
+
 /// Asserts that the fast path holds exactly what the entries derive.
 #[track_caller]
 pub fn assert_fast_path_consistent(dp: &Dataplane) {
