@@ -2,6 +2,8 @@
 //! random nested lists: orders of every action and direction, some not yet or no longer
 //! in force, exceptions inside blocks and blocks inside exceptions.
 
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use filter_common::types::{EXCEPTION_RULE, NO_RULE};
@@ -14,19 +16,10 @@ use filter_user::{
     prefix::Prefix,
     semantics::{decide, Decision},
 };
-use rand::{rngs::SmallRng, Rng, SeedableRng};
+use rand::{rngs::SmallRng, Rng};
 use time::{macros::datetime, OffsetDateTime};
 
 const NOW: OffsetDateTime = datetime!(2026-11-28 12:00 UTC);
-
-fn rng() -> SmallRng {
-    let seed = std::env::var("BORDERFILTER_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random::<u64>);
-    eprintln!("seed {seed} (BORDERFILTER_SEED={seed} replays)");
-    SmallRng::seed_from_u64(seed)
-}
 
 fn listed<T: ToString>(value: T) -> Listed<T> {
     Listed {
@@ -162,7 +155,7 @@ fn random_addr(rng: &mut SmallRng, list: &OrderList) -> IpAddr {
 
 #[test]
 fn compiled_entries_equal_the_semantics_on_random_lists() {
-    let mut rng = rng();
+    let mut rng = common::rng("compiled_entries_equal_the_semantics_on_random_lists");
     let mut checked = 0;
     let mut outcomes = [0usize; 3];
     for _ in 0..300 {
@@ -202,7 +195,7 @@ fn compiled_entries_equal_the_semantics_on_random_lists() {
 
 #[test]
 fn rule_numbers_are_stable_and_never_reused_within_a_change() {
-    let mut rng = rng();
+    let mut rng = common::rng("rule_numbers_are_stable_and_never_reused_within_a_change");
     let mut list = random_list(&mut rng);
     while list.orders.len() < 3 {
         list = random_list(&mut rng);
@@ -311,7 +304,7 @@ fn random_edit(rng: &mut SmallRng, list: &OrderList, fresh: &mut usize) -> Edit 
 /// undoing an edit must give back exactly what was there.
 #[test]
 fn incremental_compilation_equals_a_full_compile() {
-    let mut rng = rng();
+    let mut rng = common::rng("incremental_compilation_equals_a_full_compile");
     let mut edits = [0usize; 2];
     for _ in 0..150 {
         let mut list = random_list(&mut rng);

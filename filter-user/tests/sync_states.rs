@@ -25,7 +25,7 @@ use filter_user::{
     prefix::Prefix,
     sync::{Plan, Snapshot},
 };
-use rand::{rngs::SmallRng, Rng, SeedableRng};
+use rand::{rngs::SmallRng, Rng};
 
 const POOL: [&str; 21] = [
     "198.0.0.0/8",
@@ -57,15 +57,6 @@ const RULES: [(u32, u8); 4] = [
     (3, action::MONITOR),
     (4, action::DROP),
 ];
-
-fn rng() -> SmallRng {
-    let seed = std::env::var("BORDERFILTER_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random::<u64>);
-    eprintln!("seed {seed} (BORDERFILTER_SEED={seed} replays)");
-    SmallRng::seed_from_u64(seed)
-}
 
 fn random_entries(rng: &mut SmallRng) -> BTreeMap<Prefix, Entry> {
     let mut out = BTreeMap::new();
@@ -117,7 +108,7 @@ fn assert_blocked_throughout(
 
 #[test]
 fn no_state_of_a_sync_passes_what_both_lists_block() {
-    let mut rng = rng();
+    let mut rng = common::rng("sync_states");
     let mut dp = load();
     let actions: HashMap<u32, u8> = RULES.iter().copied().collect();
     for (n, a) in RULES {

@@ -56,6 +56,23 @@ pub fn count(name: &str, normal: usize, long: usize) -> usize {
         .unwrap_or(if soak() { long } else { normal })
 }
 
+/// A seeded generator for a test's random choices; the seed comes from
+/// `BORDERFILTER_SEED` when set and is printed, so that a failing run can be repeated.
+pub fn rng(test: &str) -> rand::rngs::SmallRng {
+    use rand::SeedableRng;
+    let seed = std::env::var("BORDERFILTER_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_nanos() as u64
+        });
+    eprintln!("{test}: seed {seed} (set BORDERFILTER_SEED={seed} to replay)");
+    rand::rngs::SmallRng::seed_from_u64(seed)
+}
+
 /// Prints a measurement as one line, `measured: TEST: TEXT`, which `cargo xtask soak`
 /// collects into its summary.
 pub fn measured(test: &str, text: impl std::fmt::Display) {

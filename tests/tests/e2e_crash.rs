@@ -22,11 +22,11 @@ use borderfilter_tests::{
     bpf::{self, AttachedProgram, XDP_DROP},
     count,
     daemon::{verify, Daemon},
-    measured, poll,
+    measured, poll, rng,
     topology::{big_list, order, Topology},
     traffic::{sock, tcp_connects, Listeners, StallWatch, Stream, TCP_PORT, UDP_PORT},
 };
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
 const V4: usize = 1_000_000;
 const V6: usize = 50_000;
@@ -54,20 +54,6 @@ const CAPACITY: [&str; 4] = ["--capacity-v4", "1200000", "--capacity-v6", "20000
 fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn rng(test: &str) -> rand::rngs::SmallRng {
-    let seed = std::env::var("BORDERFILTER_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .expect("after 1970")
-                .as_nanos() as u64
-        });
-    eprintln!("{test}: random seed {seed} (BORDERFILTER_SEED={seed} repeats it)");
-    rand::rngs::SmallRng::seed_from_u64(seed)
 }
 
 /// A big list plus the order that blocks the addresses the traffic goes to.

@@ -23,11 +23,11 @@ use std::{
 use borderfilter_tests::{
     count,
     daemon::{verify, Daemon},
-    measured, poll,
+    measured, poll, rng,
     topology::{exception, order, order_list, Topology},
     traffic::{sock, Listeners, StallWatch, Stream, TcpAttempts, TCP_PORT, UDP_PORT},
 };
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
 /// Blocked by the order KEEP, in every version.
 const KEPT: [&str; 2] = ["198.51.100.10", "2001:db8:66::10"];
@@ -45,20 +45,6 @@ const APPLY_DEADLINE: Duration = Duration::from_secs(60);
 fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn rng(test: &str) -> rand::rngs::SmallRng {
-    let seed = std::env::var("BORDERFILTER_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .expect("after 1970")
-                .as_nanos() as u64
-        });
-    eprintln!("{test}: random seed {seed} (BORDERFILTER_SEED={seed} repeats it)");
-    rand::rngs::SmallRng::seed_from_u64(seed)
 }
 
 /// Version `k` of the list: KEEP; BASE (10,000 prefixes, always the same); ROT-k (about
