@@ -1422,7 +1422,6 @@ fn replace_unless_changed(
     contents: &[u8],
     base: Option<Fingerprint>,
 ) -> Result<Fingerprint, WriteFailure> {
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
     let unchanged = || {
         let same = base.is_some() && file_fingerprint(path) == base;
         if !same {
@@ -1436,56 +1435,21 @@ fn replace_unless_changed(
     if !unchanged() {
         return Err(WriteFailure::Changed);
     }
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let staged = dir.join(format!(".{name}.staged.{}", std::process::id()));
-    let io = |op: &'static str, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| {
-            WriteFailure::Io(file::FileError::Write {
-                op,
-                path: p,
-                source,
-            })
-        }
-    };
+    // Written and synced under another name, with the list's owner and mode.
+    let staged = file::stage(path, contents).map_err(WriteFailure::Io)?;
     let result = (|| {
-        // The staged file gets the list's owner and mode before it holds anything;
-        // `write_atomic` keeps them.
-        let meta = std::fs::metadata(path).map_err(io("reading the owner of", path))?;
-        let mode = meta.permissions().mode() & 0o7777;
-        let _ = std::fs::remove_file(&staged);
-        let created = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&staged)
-            .map_err(io("creating", &staged))?;
-        std::os::unix::fs::fchown(&created, Some(meta.uid()), Some(meta.gid()))
-            .map_err(io("setting the owner of", &staged))?;
-        created
-            .set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(io("setting the mode of", &staged))?;
-        drop(created);
-        file::write_atomic(&staged, contents).map_err(WriteFailure::Io)?;
-        let written = std::fs::File::open(&staged).map_err(io("opening", &staged))?;
+        let written = std::fs::File::open(&staged)
+            .map_err(file::write_error("opening", &staged))
+            .map_err(WriteFailure::Io)?;
         if !unchanged() {
             return Err(WriteFailure::Changed);
         }
-        std::fs::rename(&staged, path).map_err(io("renaming the new list to", path))?;
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("syncing the directory of", path))?;
+        file::put_in_place(&staged, path).map_err(WriteFailure::Io)?;
         written
             .metadata()
             .map(|m| super::watch::fingerprint_of(&m))
-            .map_err(io("reading the identity of", path))
+            .map_err(file::write_error("reading the identity of", path))
+            .map_err(WriteFailure::Io)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&staged);

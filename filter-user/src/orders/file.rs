@@ -111,27 +111,36 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// new one, never a mix, and a crash leaves one of the two. Owner, group and mode of the
 /// existing file are kept (new files get 0644).
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), FileError> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let staged = stage(path, contents)?;
+    put_in_place(&staged, path).inspect_err(|_| {
+        let _ = fs::remove_file(&staged);
+    })
+}
+
+/// Turns an I/O error of `op` on `p` into a [`FileError::Write`].
+pub fn write_error(op: &'static str, p: &Path) -> impl FnOnce(std::io::Error) -> FileError {
+    let p = p.to_path_buf();
+    move |source| FileError::Write {
+        op,
+        path: p,
+        source,
+    }
+}
+
+/// The first half of [`write_atomic`]: writes `contents` to a new file beside `path`,
+/// synced, with the owner, group and mode of the file at `path` (0644 when there is
+/// none), and returns its name. The caller puts it in place ([`put_in_place`]) or
+/// removes it.
+pub fn stage(path: &Path, contents: &[u8]) -> Result<PathBuf, FileError> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let temp = dir.join(format!(
+    let temp = directory_of(path).join(format!(
         ".{name}.tmp.{}.{}",
         std::process::id(),
         TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
-    let err = |op: &'static str, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| FileError::Write {
-            op,
-            path: p,
-            source,
-        }
-    };
     let existing = fs::metadata(path).ok();
     let mode = existing
         .as_ref()
@@ -142,24 +151,39 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), FileError> {
             .create_new(true)
             .mode(mode)
             .open(&temp)
-            .map_err(err("creating", &temp))?;
+            .map_err(write_error("creating", &temp))?;
         if let Some(m) = &existing {
             std::os::unix::fs::fchown(&file, Some(m.uid()), Some(m.gid()))
-                .map_err(err("setting the owner of", &temp))?;
+                .map_err(write_error("setting the owner of", &temp))?;
             file.set_permissions(fs::Permissions::from_mode(mode))
-                .map_err(err("setting the mode of", &temp))?;
+                .map_err(write_error("setting the mode of", &temp))?;
         }
-        file.write_all(contents).map_err(err("writing", &temp))?;
-        file.sync_all().map_err(err("syncing", &temp))?;
-        fs::rename(&temp, path).map_err(err("renaming the new list to", path))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(err("syncing the directory of", path))
+        file.write_all(contents)
+            .map_err(write_error("writing", &temp))?;
+        file.sync_all().map_err(write_error("syncing", &temp))
     })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
+    match result {
+        Ok(()) => Ok(temp),
+        Err(e) => {
+            let _ = fs::remove_file(&temp);
+            Err(e)
+        }
     }
-    result
+}
+
+/// The second half of [`write_atomic`]: renames the file [`stage`] wrote over `path` and
+/// syncs the directory, so that the rename survives a crash.
+pub fn put_in_place(staged: &Path, path: &Path) -> Result<(), FileError> {
+    fs::rename(staged, path).map_err(write_error("renaming the new list to", path))?;
+    File::open(directory_of(path))
+        .and_then(|d| d.sync_all())
+        .map_err(write_error("syncing the directory of", path))
+}
+
+fn directory_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// SHA-256 of a list's bytes, in hex: how logs, status and the audit trail name a
