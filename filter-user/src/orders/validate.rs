@@ -88,6 +88,23 @@ pub fn validate(list: &OrderList, policy: &Policy) -> Problems {
     validate_parts(&orders, &exceptions, policy)
 }
 
+/// An error when a list of `count` orders needs more rule numbers than the data plane has.
+fn check_order_room(p: &mut Problems, count: usize) {
+    let room =
+        (filter_common::maps::RULE_CAPACITY - filter_common::types::FIRST_ORDER_RULE) as usize;
+    if count > room {
+        p.error(
+            &Place::File {
+                line: None,
+                column: None,
+            },
+            "orders".to_string(),
+            None,
+            format!("{count} orders; the data plane has room for {room}"),
+        );
+    }
+}
+
 /// [`validate`] for a list that was valid before `done` was made to it: checks only
 /// what the edit added. Capacity is the caller's: it knows how many entries are in use.
 pub fn validate_edit(list: &OrderList, done: &Done, policy: &Policy) -> Problems {
@@ -95,22 +112,7 @@ pub fn validate_edit(list: &OrderList, done: &Done, policy: &Policy) -> Problems
     match done {
         Done::AddedOrder => {
             let index = list.orders.len() - 1;
-            let room = (filter_common::maps::RULE_CAPACITY - filter_common::types::FIRST_ORDER_RULE)
-                as usize;
-            if list.orders.len() > room {
-                p.error(
-                    &Place::File {
-                        line: None,
-                        column: None,
-                    },
-                    "orders".to_string(),
-                    None,
-                    format!(
-                        "{} orders; the data plane has room for {room}",
-                        list.orders.len()
-                    ),
-                );
-            }
+            check_order_room(&mut p, list.orders.len());
             p.extend(validate_parts(
                 &[(index, &list.orders[index], None)],
                 &[],
@@ -162,22 +164,7 @@ fn validate_parts(
     policy: &Policy,
 ) -> Problems {
     let mut p = Problems::default();
-    let room =
-        (filter_common::maps::RULE_CAPACITY - filter_common::types::FIRST_ORDER_RULE) as usize;
-    if orders.len() > room {
-        p.error(
-            &Place::File {
-                line: None,
-                column: None,
-            },
-            "orders".to_string(),
-            None,
-            format!(
-                "{} orders; the data plane has room for {room}",
-                orders.len()
-            ),
-        );
-    }
+    check_order_room(&mut p, orders.len());
     let id_of = |index: usize| {
         orders
             .iter()
