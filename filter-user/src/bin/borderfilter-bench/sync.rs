@@ -187,6 +187,16 @@ fn mount_bpffs() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Detaches the filter a benchmark daemon left pinned in `pins` (and its maps).
+fn detach(options: &Options, pins: &Path) {
+    let _ = Command::new(&options.borderfilter)
+        .args(["detach", "--yes", "--pin-dir"])
+        .arg(pins)
+        .arg("--socket")
+        .arg("/nonexistent")
+        .output();
+}
+
 pub fn run(options: &Options) -> anyhow::Result<Sync> {
     let mut out = Sync {
         load_prefixes: 1_000_000,
@@ -289,12 +299,7 @@ pub fn run(options: &Options) -> anyhow::Result<Sync> {
     eprintln!("  block add until the data plane blocks: median {:.1} ms, p99 {:.1} ms ({tries} tries, 1M prefixes loaded)", out.block_add_median_ms, out.block_add_p99_ms);
     drop(probe);
     drop(daemon);
-    let _ = Command::new(&options.borderfilter)
-        .args(["detach", "--yes", "--pin-dir"])
-        .arg(&pins)
-        .arg("--socket")
-        .arg("/nonexistent")
-        .output();
+    detach(options, &pins);
 
     // Scraping the counters of 10,000 orders.
     out.scrape_orders = 10_000;
@@ -334,11 +339,6 @@ pub fn run(options: &Options) -> anyhow::Result<Sync> {
         out.scrape_median_ms
     );
     drop(daemon);
-    let _ = Command::new(&options.borderfilter)
-        .args(["detach", "--yes", "--pin-dir"])
-        .arg(&pins)
-        .arg("--socket")
-        .arg("/nonexistent")
-        .output();
+    detach(options, &pins);
     Ok(out)
 }
