@@ -1,7 +1,6 @@
 //! The `borderfilter` daemon under test, and the CLI.
 
 use std::{
-    os::unix::process::CommandExt,
     path::PathBuf,
     process::{Child, Command, Output, Stdio},
     time::Duration,
@@ -110,13 +109,7 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("dup"))
             .stderr(out);
-        // SAFETY: setns and nothing else between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                netns::enter(&ns);
-                Ok(())
-            });
-        }
+        netns::start_in(&mut cmd, ns);
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", bin().display()));

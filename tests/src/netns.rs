@@ -94,6 +94,18 @@ pub fn enter(path: &str) {
     assert_eq!(rc, 0, "setns({path}): {}", std::io::Error::last_os_error());
 }
 
+/// Makes `cmd`'s child enter the namespace at `path` before it executes its program.
+pub fn start_in(cmd: &mut Command, path: String) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setns and nothing else between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            enter(&path);
+            Ok(())
+        })
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip")

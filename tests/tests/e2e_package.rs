@@ -13,7 +13,6 @@
 
 use std::{
     collections::BTreeSet,
-    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
@@ -612,13 +611,7 @@ impl Unit {
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("dup"))
             .stderr(out);
-        // SAFETY: setns and nothing else between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                netns::enter(&ns);
-                Ok(())
-            });
-        }
+        netns::start_in(&mut cmd, ns);
         let child = cmd.spawn().expect("starting setpriv");
         Self {
             child: Some(child),
@@ -700,17 +693,9 @@ impl HostLock {
 }
 
 fn in_router(t: &Topology, program: &str, args: &[&str]) -> Output {
-    let ns = t.router.path();
     let mut cmd = Command::new(program);
-    cmd.args(args);
-    // SAFETY: setns and nothing else between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            netns::enter(&ns);
-            Ok(())
-        });
-    }
-    cmd.output()
+    netns::start_in(cmd.args(args), t.router.path())
+        .output()
         .unwrap_or_else(|e| panic!("running {program}: {e}"))
 }
 
