@@ -103,14 +103,15 @@ const CELL_WORDS: usize = size_of::<SlotCell>() / 8;
 pub struct SlotTable {
     words: NonNull<AtomicU64>,
     cells: u32,
-    index: Mutex<TableIndex>,
+    /// Learnt from the table's contents at the first write (a table reused from its pins
+    /// already holds slots); readers never need it.
+    index: Mutex<Option<TableIndex>>,
 }
 
 // SAFETY: as for `Hint`: shared memory, all access through atomics.
 unsafe impl Send for SlotTable {}
 unsafe impl Sync for SlotTable {}
 
-#[derive(Default)]
 struct TableIndex {
     /// The cell of each /24 with a slot.
     at: HashMap<u32, u32>,
@@ -119,8 +120,7 @@ struct TableIndex {
 }
 
 impl SlotTable {
-    /// Maps the table behind `fd`, `cells` cells long (a power of two), and learns which
-    /// cells are in use from their contents (a table reused from its pins).
+    /// Maps the table behind `fd`, `cells` cells long (a power of two).
     pub fn map(fd: impl AsFd, cells: u32) -> io::Result<Self> {
         if !cells.is_power_of_two() {
             return Err(io::Error::new(
@@ -128,21 +128,29 @@ impl SlotTable {
                 format!("the slot table has {cells} cells, not a power of two"),
             ));
         }
-        let table = Self {
+        Ok(Self {
             words: map_shared(fd, cells as usize * CELL_WORDS)?,
             cells,
-            index: Mutex::default(),
-        };
-        let mut index = TableIndex {
-            at: HashMap::new(),
-            used: vec![false; cells as usize],
-        };
-        for (at, cell) in table.cells() {
-            index.used[at as usize] = true;
-            index.at.entry(cell.block).or_insert(at);
-        }
-        *table.index.lock().expect("slot index poisoned") = index;
-        Ok(table)
+            index: Mutex::new(None),
+        })
+    }
+
+    /// Runs `f` on the index of the cells in use, learning it from the table first if
+    /// this is the first write.
+    fn with_index<R>(&self, f: impl FnOnce(&mut TableIndex) -> R) -> R {
+        let mut guard = self.index.lock().expect("slot index poisoned");
+        let index = guard.get_or_insert_with(|| {
+            let mut index = TableIndex {
+                at: HashMap::new(),
+                used: vec![false; self.cells as usize],
+            };
+            for (at, cell) in self.cells() {
+                index.used[at as usize] = true;
+                index.at.entry(cell.block).or_insert(at);
+            }
+            index
+        });
+        f(index)
     }
 
     fn word(&self, index: usize) -> &AtomicU64 {
@@ -209,27 +217,32 @@ impl SlotTable {
         Some(())
     }
 
-    /// Frees the cell of `block`, if it has one.
-    fn remove(&self, index: &mut TableIndex, block: u32) {
-        if let Some(at) = index.at.remove(&block) {
-            self.write(at, [0; CELL_WORDS]);
-            index.used[at as usize] = false;
-        }
+    /// Frees the cells of `blocks` that have one.
+    fn remove_all(&self, blocks: &[u32]) {
+        self.with_index(|index| {
+            for block in blocks {
+                if let Some(at) = index.at.remove(block) {
+                    self.write(at, [0; CELL_WORDS]);
+                    index.used[at as usize] = false;
+                }
+            }
+        });
     }
 
     /// Writes every slot in `items`; stops at the first that finds no free cell.
     fn put_all(&self, items: &[(u32, Slot)]) -> Result<(), DataplaneError> {
-        let mut index = self.index.lock().expect("slot index poisoned");
-        for (block, slot) in items {
-            if self.put(&mut index, *block, *slot).is_none() {
-                return Err(DataplaneError::MapFull {
-                    map: names::V4_SLOTS,
-                    capacity: self.cells,
-                    what: format!("{} slots", items.len()),
-                });
+        self.with_index(|index| {
+            for (block, slot) in items {
+                if self.put(index, *block, *slot).is_none() {
+                    return Err(DataplaneError::MapFull {
+                        map: names::V4_SLOTS,
+                        capacity: self.cells,
+                        what: format!("{} slots", items.len()),
+                    });
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
 
@@ -423,11 +436,7 @@ impl Maps {
     }
 
     pub fn delete_slots(&self, keys: &[u32]) -> Result<(), DataplaneError> {
-        let table = &self.fast.slot_table;
-        let mut index = table.index.lock().expect("slot index poisoned");
-        for block in keys {
-            table.remove(&mut index, *block);
-        }
+        self.fast.slot_table.remove_all(keys);
         Ok(())
     }
 
