@@ -131,6 +131,8 @@ pub struct Engine {
     /// Interfaces the filter could not be attached to again, with the last error (logged
     /// once per change).
     attach_failures: HashMap<String, String>,
+    /// Set by `borderfilter detach`: the daemon is stopping and must not attach again.
+    detached: bool,
 }
 
 fn refusal(
@@ -193,6 +195,7 @@ impl Engine {
             redirect: Default::default(),
             history: SyncHistory::default(),
             attach_failures: HashMap::new(),
+            detached: false,
         };
         engine.refresh_redirect();
         engine.held = Some(
@@ -713,6 +716,11 @@ impl Engine {
     /// daemon's back (`ip link set dev IF xdp off`): a court order is not lifted by a
     /// stray command. `borderfilter detach` is the way to remove it. Run every heartbeat.
     pub fn keep_attached(&mut self) {
+        // After a detach the daemon stops; a heartbeat that runs in between must not put
+        // back what the operator removed (its maps are no longer even pinned).
+        if self.detached {
+            return;
+        }
         let present: BTreeSet<String> = self
             .dataplane
             .attachments()
@@ -1278,6 +1286,7 @@ impl Engine {
     /// Removes the program from every interface and removes the pins.
     pub fn detach(&mut self) -> Result<Vec<String>, String> {
         let detached = detach_pinned(&self.config.pin_dir).map_err(|e| error_chain(&e))?;
+        self.detached = true;
         self.attached.clear();
         log::warn!(
             "detached from {detached:?} and removed the pins in {}: nothing is enforced now",
