@@ -289,10 +289,10 @@ impl FastState {
     /// Reads the fast-path maps.
     pub fn read(maps: &Maps) -> Result<Self, DataplaneError> {
         Ok(Self {
-            slots: maps.slots()?.into_iter().collect(),
-            long: maps.long_entries()?.into_iter().collect(),
-            v4_hint: maps.v4_hint().snapshot(),
-            v6_hint: maps.v6_hint().snapshot(),
+            slots: maps.fast().slots()?.into_iter().collect(),
+            long: maps.fast().long_entries()?.into_iter().collect(),
+            v4_hint: maps.fast().v4_hint().snapshot(),
+            v6_hint: maps.fast().v6_hint().snapshot(),
         })
     }
 
@@ -782,31 +782,31 @@ impl FastPlan {
     /// One step (the tests look at the data plane between steps).
     pub fn apply_step(&self, maps: &Maps, step: Step) -> Result<(), DataplaneError> {
         match step {
-            Step::Widen => maps.put_slots(&self.widen),
+            Step::Widen => maps.fast().put_slots(&self.widen),
             Step::SetHints => {
                 for b in &self.v4_hint_set {
-                    maps.v4_hint().set(*b);
+                    maps.fast().v4_hint().set(*b);
                 }
                 for b in &self.v6_hint_set {
-                    maps.v6_hint().set(*b);
+                    maps.fast().v6_hint().set(*b);
                 }
                 Ok(())
             }
-            Step::LongUpserts => maps.put_long(&self.long_upserts),
-            Step::Mid => maps.put_slots(&self.mid),
-            Step::Rebase => maps.put_slots(&self.rebase),
-            Step::LongRemovals => maps.delete_long(&self.long_removals),
-            Step::Settle => maps.put_slots(&self.settle),
+            Step::LongUpserts => maps.fast().put_long(&self.long_upserts),
+            Step::Mid => maps.fast().put_slots(&self.mid),
+            Step::Rebase => maps.fast().put_slots(&self.rebase),
+            Step::LongRemovals => maps.fast().delete_long(&self.long_removals),
+            Step::Settle => maps.fast().put_slots(&self.settle),
             Step::ClearHints => {
                 for b in &self.v4_hint_clear {
-                    maps.v4_hint().clear(*b);
+                    maps.fast().v4_hint().clear(*b);
                 }
                 for b in &self.v6_hint_clear {
-                    maps.v6_hint().clear(*b);
+                    maps.fast().v6_hint().clear(*b);
                 }
                 Ok(())
             }
-            Step::DeleteSlots => maps.delete_slots(&self.slot_deletes),
+            Step::DeleteSlots => maps.fast().delete_slots(&self.slot_deletes),
         }
     }
 }

@@ -120,7 +120,7 @@ fn assert_answers(dp: &Dataplane, entries: &BTreeMap<Prefix, Entry>, blocks: &[u
 /// How far each /24's cell lies from its home, from the table itself; each /24 once.
 fn distances(dp: &Dataplane) -> BTreeMap<u32, u32> {
     let mut out = BTreeMap::new();
-    for (at, block) in dp.maps().slot_cells() {
+    for (at, block) in dp.maps().fast().slot_cells() {
         let d = at.wrapping_sub(slot_home(block)) & (CELLS - 1);
         assert!(out.insert(block, d).is_none(), "/24 {block} has two cells");
     }
@@ -135,7 +135,7 @@ fn small(pin_dir: Option<PathBuf>) -> Dataplane {
         v6_capacity: 1024,
     })
     .unwrap_or_else(|e| panic!("loading: {}", filter_user::error_chain(&e)));
-    assert_eq!(dp.maps().slot_cells_total(), CELLS);
+    assert_eq!(dp.maps().fast().slot_cells_total(), CELLS);
     dp
 }
 
@@ -207,7 +207,7 @@ fn a_table_reused_from_its_pins_knows_its_cells() {
         v6_capacity: 1024,
     })
     .unwrap();
-    assert_eq!(dp.maps().slot_cells_total(), CELLS);
+    assert_eq!(dp.maps().fast().slot_cells_total(), CELLS);
     assert_eq!(distances(&dp).len(), 7);
     assert_answers(&dp, &before, &blocks);
     // Two /24s go, three come: the freed cells are taken again, nothing twice.

@@ -616,13 +616,13 @@ fn torn_or_foreign_fast_path_reads_fall_back_to_the_trie() {
             )
         })
         .collect();
-    dp.maps().put_slots_as_is(&unsealed).unwrap();
+    dp.maps().fast().put_slots_as_is(&unsealed).unwrap();
     assert_eq!(agrees(&dp, &mut rng), 0, "unsealed slots are ignored");
     let elsewhere: Vec<(u32, Slot)> = blocks
         .iter()
         .map(|b| (*b, wrong(*b).sealed(b + 1)))
         .collect();
-    dp.maps().put_slots_as_is(&elsewhere).unwrap();
+    dp.maps().fast().put_slots_as_is(&elsewhere).unwrap();
     assert_eq!(
         agrees(&dp, &mut rng),
         0,
@@ -654,16 +654,16 @@ fn torn_or_foreign_fast_path_reads_fall_back_to_the_trie() {
     );
     // The right slots again, so that the crowded /24 probes the long entries.
     let right: Vec<(u32, Slot)> = held.fast.slots.iter().map(|(b, s)| (*b, *s)).collect();
-    dp.maps().put_slots(&right).unwrap();
+    dp.maps().fast().put_slots(&right).unwrap();
     assert_eq!(agrees(&dp, &mut rng), 0, "the right slots again");
-    dp.maps().put_long_as_is(&foreign).unwrap();
+    dp.maps().fast().put_long_as_is(&foreign).unwrap();
     assert_eq!(
         agrees(&dp, &mut rng),
         0,
         "long entries naming another key are ignored"
     );
     let sealed: Vec<(u32, Slot)> = blocks.iter().map(|b| (*b, wrong(*b).sealed(*b))).collect();
-    dp.maps().put_slots_as_is(&sealed).unwrap();
+    dp.maps().fast().put_slots_as_is(&sealed).unwrap();
     assert!(
         agrees(&dp, &mut rng) > 100,
         "properly sealed wrong slots do decide"

@@ -1,19 +1,22 @@
-//! `borderfilter run`: the daemon. It keeps the data plane equal to the order list file
-//! and serves the CLI.
+//! `borderfilter run`: the daemon. It keeps the data plane equal to the order list and
+//! serves the CLI.
 //!
 //! - `config`: its settings;
+//! - `source`: where the list comes from (the file), read, watched and written back;
 //! - `engine`: the data plane and the list in force, and every sync;
 //! - `server`: the control socket; `access`: who may change what;
-//! - `watch`: noticing file changes; `audit`: the audit trail.
+//! - `metrics`: Prometheus and the health check; `history`: what it counts;
+//! - `audit`: the audit trail; `redirect`: the way to the block-notice host.
 
 pub mod access;
 pub mod audit;
 pub mod config;
 pub mod engine;
+pub mod history;
 pub mod metrics;
 pub mod redirect;
 pub mod server;
-pub mod watch;
+pub mod source;
 
 use std::{
     sync::{Arc, Mutex},
@@ -28,11 +31,12 @@ use tokio::{
 use audit::Origin;
 pub use config::Config;
 use engine::Engine;
+use source::{file::FileSource, ListSource};
 
 /// The engine, shared by the tasks that trigger syncs and the control socket.
 pub type Shared = Arc<Mutex<Engine>>;
 
-/// How often the daemon looks at the clock (order windows) and at the file's identity.
+/// How often the daemon looks at the clock (order windows) and the interfaces.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// Quiet time after a file event before reading the file, so that a burst of events
 /// (an editor's write, rename and chmod) gives one sync.
@@ -59,24 +63,17 @@ async fn blocking<T: Send + 'static>(
 async fn run_async(config: Config) -> anyhow::Result<()> {
     let listener = server::bind(&config.socket, config.public_read)?;
     let socket = config.socket.clone();
-    let orders = config.orders.clone();
     let metrics_addr = config.metrics;
-    let engine: Shared = Arc::new(Mutex::new(
-        tokio::task::spawn_blocking(move || Engine::start(config)).await??,
-    ));
-    log::info!(
-        "control socket {}; watching {}",
-        socket.display(),
-        orders.display()
-    );
-
+    let source = FileSource::new(config.orders.clone(), config.max_list_bytes);
     let (changed_tx, mut changed) = mpsc::channel(1);
-    if let Err(e) = watch::spawn(orders.clone(), changed_tx) {
-        log::warn!(
-            "cannot watch {} ({e}); relying on the once-a-second check",
-            orders.display()
-        );
-    }
+    let name = source.name();
+    let origin = source.origin();
+    let engine: Shared = Arc::new(Mutex::new(
+        tokio::task::spawn_blocking(move || Engine::start(config, Box::new(source))).await??,
+    ));
+    // Watched once the engine has read it: a change from now on is a change to apply.
+    blocking(&engine, move |e| e.watch_source(changed_tx)).await;
+    log::info!("control socket {}; following {name}", socket.display());
     if let Some(addr) = metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -91,25 +88,19 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
-    let mut last_seen = watch::fingerprint(&orders);
     loop {
         tokio::select! {
             Some(()) = changed.recv() => {
                 tokio::time::sleep(DEBOUNCE).await;
                 while changed.try_recv().is_ok() {}
-                last_seen = watch::fingerprint(&orders);
-                blocking(&engine, |e| e.sync_from_file(Origin::File, false)).await;
+                let origin = origin.clone();
+                blocking(&engine, move |e| e.sync(origin, false)).await;
             }
             _ = hangup.recv() => {
                 log::info!("SIGHUP: reading the order list again");
-                blocking(&engine, |e| e.sync_from_file(Origin::Signal, false)).await;
+                blocking(&engine, |e| e.sync(Origin::Signal, false)).await;
             }
             _ = heartbeat.tick() => {
-                let now = watch::fingerprint(&orders);
-                if now != last_seen {
-                    last_seen = now;
-                    blocking(&engine, |e| e.sync_from_file(Origin::File, false)).await;
-                }
                 blocking(&engine, |e| {
                     e.keep_attached();
                     e.refresh_redirect();

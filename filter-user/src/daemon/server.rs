@@ -181,7 +181,7 @@ fn dispatch(engine: &mut super::engine::Engine, request: Request, peer: access::
             };
             outcome(engine.edit(&edit, origin, force))
         }
-        Request::Reload { force } => outcome(engine.sync_from_file(
+        Request::Reload { force } => outcome(engine.sync(
             Origin::Reload {
                 uid: peer.uid,
                 pid,

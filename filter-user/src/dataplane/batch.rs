@@ -4,6 +4,8 @@
 //! ENOTSUPP; then the same work is done one element at a time, still without needing
 //! exclusive access to the map (so that several maps can be written in parallel).
 
+use aya::maps::{Map, MapData};
+
 use std::{
     io,
     os::fd::{AsFd, AsRawFd},
@@ -162,5 +164,18 @@ pub fn lookup_all(
         }
         std::mem::swap(&mut cursor, &mut next);
         first = false;
+    }
+}
+
+/// The kernel map behind a map taken out of the loaded object.
+pub(super) fn map_data(map: &Map) -> &MapData {
+    match map {
+        Map::LpmTrie(m)
+        | Map::Array(m)
+        | Map::PerCpuArray(m)
+        | Map::DevMap(m)
+        | Map::HashMap(m) => m,
+        // `Maps::take` only ever stores the kinds above.
+        other => unreachable!("unexpected map kind {other:?}"),
     }
 }

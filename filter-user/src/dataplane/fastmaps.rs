@@ -15,7 +15,7 @@ use std::{
 use aya::maps::{Map, MapError};
 use filter_common::{maps as names, Entry, LongKey, LongValue, Slot, SlotCell};
 
-use super::{batch, maps::Maps, DataplaneError};
+use super::{batch, DataplaneError};
 
 /// A hint bitmap shared with the program through `mmap`. Stores are whole aligned words,
 /// so the program sees each word old or new, never torn.
@@ -296,7 +296,7 @@ fn put<K: aya::Pod, V: aya::Pod>(
         let keys: Vec<K> = chunk.iter().map(|(k, _)| *k).collect();
         let values: Vec<V> = chunk.iter().map(|(_, v)| *v).collect();
         if let Err((_, e)) = batch::update(
-            Maps::map_data(map).fd(),
+            batch::map_data(map).fd(),
             bytes(&keys),
             bytes(&values),
             chunk.len(),
@@ -322,7 +322,7 @@ fn delete<K: aya::Pod>(map: &Map, name: &'static str, keys: &[K]) -> Result<(), 
     let mut start = 0;
     while start < keys.len() {
         let chunk = &keys[start..(start + CHUNK).min(keys.len())];
-        match batch::delete(Maps::map_data(map).fd(), bytes(chunk), chunk.len()) {
+        match batch::delete(batch::map_data(map).fd(), bytes(chunk), chunk.len()) {
             Ok(()) => start += chunk.len(),
             Err((done, e)) if e.raw_os_error() == Some(libc::ENOENT) => start += done + 1,
             Err((_, e)) => return Err(batch_error("deleting from", name, e)),
@@ -336,134 +336,12 @@ fn read_all<K: aya::Pod + std::hash::Hash + Eq, V: aya::Pod>(
     name: &'static str,
 ) -> Result<HashMap<K, V>, DataplaneError> {
     let (keys, values) =
-        batch::lookup_all(Maps::map_data(map).fd(), size_of::<K>(), size_of::<V>())
+        batch::lookup_all(batch::map_data(map).fd(), size_of::<K>(), size_of::<V>())
             .map_err(|e| batch_error("reading", name, e))?;
     Ok(from_bytes::<K>(&keys)
         .into_iter()
         .zip(from_bytes::<V>(&values))
         .collect())
-}
-
-impl Maps {
-    pub fn v4_hint(&self) -> &Hint {
-        &self.fast.v4_hint
-    }
-
-    pub fn v6_hint(&self) -> &Hint {
-        &self.fast.v6_hint
-    }
-
-    /// How many /24 slots the IPv4 index takes (seven eighths of its cells: see
-    /// `filter_common::maps::slot_table_room`).
-    pub fn slot_capacity(&self) -> u32 {
-        names::slot_table_room(self.fast.slot_table.len())
-    }
-
-    /// The slots, read from the whole table as the program sees it now, as user space
-    /// computes them: the seal is checked and cleared (a slot whose seal does not match
-    /// keeps it, so that it differs from any derived slot).
-    pub fn slots(&self) -> Result<HashMap<u32, Slot>, DataplaneError> {
-        Ok(self
-            .fast
-            .slot_table
-            .cells()
-            .map(|(_, cell)| {
-                let mut slot = cell.slot;
-                if slot.seal == slot.seal(cell.block) {
-                    slot.seal = 0;
-                }
-                (cell.block, slot)
-            })
-            .collect())
-    }
-
-    /// The long entries; one whose value names another key reads as an impossible entry.
-    pub fn long_entries(&self) -> Result<HashMap<LongKey, Entry>, DataplaneError> {
-        let values: HashMap<LongKey, LongValue> = read_all(&self.fast.long, names::V4_LONG)?;
-        Ok(values
-            .into_iter()
-            .map(|(k, v)| {
-                let e = if v.key == k {
-                    v.entry
-                } else {
-                    Entry {
-                        dst_rule: u32::MAX,
-                        src_rule: u32::MAX,
-                    }
-                };
-                (k, e)
-            })
-            .collect())
-    }
-
-    /// The cells in use and the /24 each names, from the whole table: for the tests of
-    /// the table's placement.
-    #[doc(hidden)]
-    pub fn slot_cells(&self) -> Vec<(u32, u32)> {
-        self.fast
-            .slot_table
-            .cells()
-            .map(|(at, cell)| (at, cell.block))
-            .collect()
-    }
-
-    /// Cells in the slot table.
-    pub fn slot_cells_total(&self) -> u32 {
-        self.fast.slot_table.len()
-    }
-
-    /// Writes slots, each sealed for its /24.
-    pub fn put_slots(&self, items: &[(u32, Slot)]) -> Result<(), DataplaneError> {
-        let sealed: Vec<(u32, Slot)> = items.iter().map(|(b, s)| (*b, s.sealed(*b))).collect();
-        self.fast.slot_table.put_all(&sealed)
-    }
-
-    /// Writes slots exactly as given, seal included: for the tests of the seal.
-    #[doc(hidden)]
-    pub fn put_slots_as_is(&self, items: &[(u32, Slot)]) -> Result<(), DataplaneError> {
-        self.fast.slot_table.put_all(items)
-    }
-
-    /// Writes long-entry values exactly as given: for the tests of the key check.
-    #[doc(hidden)]
-    pub fn put_long_as_is(&self, items: &[(LongKey, LongValue)]) -> Result<(), DataplaneError> {
-        put(
-            &self.fast.long,
-            names::V4_LONG,
-            self.fast.long_capacity,
-            items,
-        )
-    }
-
-    pub fn delete_slots(&self, keys: &[u32]) -> Result<(), DataplaneError> {
-        self.fast.slot_table.remove_all(keys);
-        Ok(())
-    }
-
-    pub fn put_long(&self, items: &[(LongKey, Entry)]) -> Result<(), DataplaneError> {
-        let values: Vec<(LongKey, LongValue)> = items
-            .iter()
-            .map(|(key, entry)| {
-                (
-                    *key,
-                    LongValue {
-                        entry: *entry,
-                        key: *key,
-                    },
-                )
-            })
-            .collect();
-        put(
-            &self.fast.long,
-            names::V4_LONG,
-            self.fast.long_capacity,
-            &values,
-        )
-    }
-
-    pub fn delete_long(&self, keys: &[LongKey]) -> Result<(), DataplaneError> {
-        delete(&self.fast.long, names::V4_LONG, keys)
-    }
 }
 
 /// The fast-path maps of a loaded program.
@@ -491,7 +369,7 @@ impl FastMaps {
         long: Map,
     ) -> Result<Self, DataplaneError> {
         let mmap = |map: &Map, name: &'static str| {
-            Hint::map(Maps::map_data(map).fd(), names::HINT_WORDS as usize).map_err(|source| {
+            Hint::map(batch::map_data(map).fd(), names::HINT_WORDS as usize).map_err(|source| {
                 DataplaneError::PinIo {
                     op: "memory-mapping map",
                     path: name.into(),
@@ -500,13 +378,13 @@ impl FastMaps {
             })
         };
         let capacity = |map: &Map| {
-            Maps::map_data(map)
+            batch::map_data(map)
                 .info()
                 .map(|i| i.max_entries())
                 .unwrap_or(0)
         };
         let cells = capacity(&slots);
-        let slot_table = SlotTable::map(Maps::map_data(&slots).fd(), cells).map_err(|source| {
+        let slot_table = SlotTable::map(batch::map_data(&slots).fd(), cells).map_err(|source| {
             DataplaneError::PinIo {
                 op: "memory-mapping map",
                 path: names::V4_SLOTS.into(),
@@ -522,5 +400,115 @@ impl FastMaps {
             slots,
             long,
         })
+    }
+}
+
+impl FastMaps {
+    pub fn v4_hint(&self) -> &Hint {
+        &self.v4_hint
+    }
+
+    pub fn v6_hint(&self) -> &Hint {
+        &self.v6_hint
+    }
+
+    /// How many /24 slots the IPv4 index takes (seven eighths of its cells: see
+    /// `filter_common::maps::slot_table_room`).
+    pub fn slot_capacity(&self) -> u32 {
+        names::slot_table_room(self.slot_table.len())
+    }
+
+    /// The slots, read from the whole table as the program sees it now, as user space
+    /// computes them: the seal is checked and cleared (a slot whose seal does not match
+    /// keeps it, so that it differs from any derived slot).
+    pub fn slots(&self) -> Result<HashMap<u32, Slot>, DataplaneError> {
+        Ok(self
+            .slot_table
+            .cells()
+            .map(|(_, cell)| {
+                let mut slot = cell.slot;
+                if slot.seal == slot.seal(cell.block) {
+                    slot.seal = 0;
+                }
+                (cell.block, slot)
+            })
+            .collect())
+    }
+
+    /// The long entries; one whose value names another key reads as an impossible entry.
+    pub fn long_entries(&self) -> Result<HashMap<LongKey, Entry>, DataplaneError> {
+        let values: HashMap<LongKey, LongValue> = read_all(&self.long, names::V4_LONG)?;
+        Ok(values
+            .into_iter()
+            .map(|(k, v)| {
+                let e = if v.key == k {
+                    v.entry
+                } else {
+                    Entry {
+                        dst_rule: u32::MAX,
+                        src_rule: u32::MAX,
+                    }
+                };
+                (k, e)
+            })
+            .collect())
+    }
+
+    /// The cells in use and the /24 each names, from the whole table: for the tests of
+    /// the table's placement.
+    #[doc(hidden)]
+    pub fn slot_cells(&self) -> Vec<(u32, u32)> {
+        self.slot_table
+            .cells()
+            .map(|(at, cell)| (at, cell.block))
+            .collect()
+    }
+
+    /// Cells in the slot table.
+    pub fn slot_cells_total(&self) -> u32 {
+        self.slot_table.len()
+    }
+
+    /// Writes slots, each sealed for its /24.
+    pub fn put_slots(&self, items: &[(u32, Slot)]) -> Result<(), DataplaneError> {
+        let sealed: Vec<(u32, Slot)> = items.iter().map(|(b, s)| (*b, s.sealed(*b))).collect();
+        self.slot_table.put_all(&sealed)
+    }
+
+    /// Writes slots exactly as given, seal included: for the tests of the seal.
+    #[doc(hidden)]
+    pub fn put_slots_as_is(&self, items: &[(u32, Slot)]) -> Result<(), DataplaneError> {
+        self.slot_table.put_all(items)
+    }
+
+    /// Writes long-entry values exactly as given: for the tests of the key check.
+    #[doc(hidden)]
+    pub fn put_long_as_is(&self, items: &[(LongKey, LongValue)]) -> Result<(), DataplaneError> {
+        put(&self.long, names::V4_LONG, self.long_capacity, items)
+    }
+
+    pub fn delete_slots(&self, keys: &[u32]) -> Result<(), DataplaneError> {
+        self.slot_table.remove_all(keys);
+        Ok(())
+    }
+
+    pub fn put_long(&self, items: &[(LongKey, Entry)]) -> Result<(), DataplaneError> {
+        let values: Vec<(LongKey, LongValue)> = items
+            .iter()
+            .map(|(key, entry)| {
+                (
+                    *key,
+                    LongValue {
+                        entry: *entry,
+                        key: *key,
+                    },
+                )
+            })
+            .collect();
+        put(&self.long, names::V4_LONG, self.long_capacity, &values)
+    }
+
+    pub fn delete_long(&self, keys: &[LongKey]) -> Result<(), DataplaneError> {
+        delete(&self.long, names::V4_LONG, keys)
     }
 }

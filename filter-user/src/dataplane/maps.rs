@@ -8,7 +8,7 @@ use aya::{
 };
 use filter_common::{maps as names, verdict, Counter, Entry, RedirectTarget, Rule};
 
-use super::{batch, DataplaneError};
+use super::{batch, fastmaps::FastMaps, DataplaneError};
 use crate::prefix::{Family, Prefix};
 
 /// One entry of a prefix trie.
@@ -27,7 +27,7 @@ pub struct Maps {
     verdicts: Map,
     redirect_port: Map,
     redirect_target: Map,
-    pub(super) fast: super::fastmaps::FastMaps,
+    fast: FastMaps,
 }
 
 fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, DataplaneError> {
@@ -66,7 +66,7 @@ impl Maps {
             verdicts: take(ebpf, names::VERDICT_STATS)?,
             redirect_port: take(ebpf, names::REDIRECT_PORT)?,
             redirect_target: take(ebpf, names::REDIRECT_TARGET)?,
-            fast: super::fastmaps::FastMaps::new(
+            fast: FastMaps::new(
                 take(ebpf, names::V4_HINT)?,
                 take(ebpf, names::V6_HINT)?,
                 take(ebpf, names::V4_SLOTS)?,
@@ -82,16 +82,9 @@ impl Maps {
         }
     }
 
-    pub(super) fn map_data(map: &Map) -> &MapData {
-        match map {
-            Map::LpmTrie(m)
-            | Map::Array(m)
-            | Map::PerCpuArray(m)
-            | Map::DevMap(m)
-            | Map::HashMap(m) => m,
-            // `take` only ever stores the three kinds above.
-            other => unreachable!("unexpected map kind {other:?}"),
-        }
+    /// The fast-path index: hint bitmaps, slot table, long entries.
+    pub fn fast(&self) -> &FastMaps {
+        &self.fast
     }
 
     /// The kernel ids of the maps: a program that uses them is one of ours.
@@ -104,7 +97,7 @@ impl Maps {
             &self.verdicts,
         ]
         .iter()
-        .filter_map(|m| Self::map_data(m).info().ok().map(|i| i.id()))
+        .filter_map(|m| batch::map_data(m).info().ok().map(|i| i.id()))
         .collect()
     }
 
@@ -114,7 +107,7 @@ impl Maps {
             Family::V4 => &self.v4,
             Family::V6 => &self.v6,
         };
-        Self::map_data(map)
+        batch::map_data(map)
             .info()
             .map(|i| i.max_entries())
             .map_err(map_err(
@@ -167,7 +160,7 @@ impl Maps {
                     values.extend_from_slice(&entry.dst_rule.to_ne_bytes());
                     values.extend_from_slice(&entry.src_rule.to_ne_bytes());
                 }
-                let map = Self::map_data(self.trie(family)).fd();
+                let map = batch::map_data(self.trie(family)).fd();
                 match batch::update(map, &keys, &values, chunk.len()) {
                     Ok(()) => {}
                     Err((done, e)) => {
@@ -205,7 +198,7 @@ impl Maps {
                 for prefix in chunk {
                     push_key(&mut keys, prefix);
                 }
-                let map = Self::map_data(self.trie(family)).fd();
+                let map = batch::map_data(self.trie(family)).fd();
                 match batch::delete(map, &keys, chunk.len()) {
                     Ok(()) => start += chunk.len(),
                     // An absent key stops the batch: skip it and go on after it.
@@ -272,7 +265,7 @@ impl Maps {
         let name = Self::trie_name(family);
         let ks = key_size(family);
         match batch::lookup_all(
-            Self::map_data(self.trie(family)).fd(),
+            batch::map_data(self.trie(family)).fd(),
             ks,
             size_of::<Entry>(),
         ) {
@@ -561,7 +554,7 @@ impl Maps {
         maps.extend(self.fast.hint_maps());
         maps.into_iter()
             .filter_map(|m| {
-                let data = Self::map_data(m);
+                let data = batch::map_data(m);
                 let name = data.info().ok()?.name_as_str()?.to_string();
                 let fd = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(data.fd()));
                 let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;

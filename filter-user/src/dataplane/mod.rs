@@ -26,7 +26,7 @@ use filter_common::maps as names;
 
 pub use attach::{detach_pinned, ifindex, pinned_attachments, AttachMode, Attachment};
 pub use error::DataplaneError;
-pub use fastmaps::Hint;
+pub use fastmaps::{FastMaps, Hint};
 pub use maps::{Maps, PrefixEntry};
 pub use object::{MapShape, OBJECT, PROGRAM_NAME, SHAPES};
 

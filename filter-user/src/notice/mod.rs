@@ -158,11 +158,11 @@ async fn run_async(config: NoticeConfig) -> anyhow::Result<()> {
     {
         let (list, config) = (Arc::clone(&list), config.clone());
         tokio::spawn(async move {
-            let mut seen = crate::daemon::watch::fingerprint(&config.orders);
+            let mut seen = crate::orders::file::fingerprint(&config.orders);
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                let now = crate::daemon::watch::fingerprint(&config.orders);
+                let now = crate::orders::file::fingerprint(&config.orders);
                 if now == seen {
                     continue;
                 }

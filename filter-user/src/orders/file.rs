@@ -195,6 +195,33 @@ pub fn digest(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// What identifies a version of a file without reading it: a rename over it, an
+/// in-place write or a `touch` all change it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fingerprint {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+/// The fingerprint of the file at `path` now (`None`: there is none).
+pub fn fingerprint(path: &Path) -> Option<Fingerprint> {
+    fs::metadata(path).ok().map(|m| fingerprint_of(&m))
+}
+
+/// The fingerprint of a file already open or stat'ed.
+pub fn fingerprint_of(m: &fs::Metadata) -> Fingerprint {
+    Fingerprint {
+        dev: m.dev(),
+        ino: m.ino(),
+        size: m.size(),
+        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,527 @@
+//! A change from the list's source to the data plane: read the list, check it, plan the
+//! change, enforce it without a gap, and record it (report, audit trail, history).
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    time::Instant as Clock,
+};
+
+use time::OffsetDateTime;
+
+use super::{lines, refusal, Applied, Enforced, Engine, Outcome};
+use crate::{
+    compile::{compile, fingerprint, Compiled, Numbering},
+    control::report::{self, ChangeReport},
+    daemon::{
+        audit::{self, Origin, Record},
+        source::Revision,
+    },
+    error_chain,
+    orders::{
+        file, validate,
+        window::{next_change, rfc3339},
+        Order, OrderList,
+    },
+    prefix::Family,
+    sync::{Changes, Plan, Snapshot},
+};
+
+/// Above this many prefixes, a change that stops enforcing more than half of the
+/// enforced prefixes needs `--force`.
+pub const GUARD_MIN_PREFIXES: usize = 100;
+
+/// A valid list read from the source.
+pub(super) struct SourceList {
+    pub list: OrderList,
+    pub sha256: String,
+    pub warnings: Vec<String>,
+    pub revision: Option<Revision>,
+}
+
+/// What reading the source found.
+pub(super) enum Read {
+    List(SourceList),
+    /// The same bytes as the list in force.
+    Same(String, Option<Revision>),
+}
+
+/// Why the list in the source cannot be applied.
+pub(super) struct ListProblems {
+    pub sha256: Option<String>,
+    pub problems: Vec<String>,
+}
+
+/// What an applied change did, for the report and the audit trail.
+pub(super) struct Conclusion {
+    pub sha256_before: Option<String>,
+    pub orders_added: Vec<String>,
+    pub orders_removed: Vec<String>,
+    pub orders_changed: Vec<String>,
+    pub changes: Changes,
+    pub enforced_before: BTreeSet<u64>,
+    pub started: Clock,
+    pub plan_empty: bool,
+}
+
+impl Engine {
+    /// Reads and checks the list. With `same_ok`, bytes equal to the list in force are
+    /// not parsed again.
+    pub(super) fn read_list(&self, same_ok: bool) -> Result<Read, ListProblems> {
+        let version = self.source.read().map_err(|e| ListProblems {
+            sha256: None,
+            problems: vec![format!("error: {}", error_chain(&e))],
+        })?;
+        let sha256 = file::digest(&version.bytes);
+        if same_ok && self.held.is_some() {
+            if let Some(a) = &self.applied {
+                if a.sha256 == sha256 {
+                    return Ok(Read::Same(sha256, version.revision));
+                }
+            }
+        }
+        let (list, problems) = validate::check(&version.bytes, &self.policy());
+        match list {
+            Some(list) => Ok(Read::List(SourceList {
+                list,
+                sha256,
+                warnings: lines(&problems),
+                revision: version.revision,
+            })),
+            None => Err(ListProblems {
+                sha256: Some(sha256),
+                problems: lines(&problems),
+            }),
+        }
+    }
+
+    /// Applies the list as the source holds it now.
+    pub fn sync(&mut self, origin: Origin, force: bool) -> Outcome {
+        // The daemon's own writes (CLI edits) come back as change notices: the source
+        // then holds exactly the list in force, and is not read again.
+        if origin == self.source.origin() && !force && self.held.is_some() {
+            if let Some(a) = &self.applied {
+                if a.revision.is_some() && a.revision == self.source.revision() {
+                    return Outcome::unchanged(a.sha256.clone(), Vec::new());
+                }
+            }
+        }
+        let same_ok = origin != Origin::Clock && !force;
+        let SourceList {
+            list,
+            sha256,
+            warnings,
+            revision,
+        } = match self.read_list(same_ok) {
+            Ok(Read::List(x)) => x,
+            Ok(Read::Same(sha256, revision)) => {
+                let a = self.applied.as_mut().expect("compared with it");
+                a.revision = revision;
+                self.refusal = None;
+                return Outcome::unchanged(sha256, a.warnings.clone());
+            }
+            Err(ListProblems { sha256, problems }) => {
+                let r = refusal(&origin, sha256, problems, false);
+                self.refusal = Some(r.clone());
+                return self.refuse(r);
+            }
+        };
+        let outcome = self.install(list, sha256, origin, force, warnings);
+        if let Some(a) = self
+            .applied
+            .as_mut()
+            .filter(|_| matches!(outcome, Outcome::Applied(_) | Outcome::Unchanged(_)))
+        {
+            a.revision = revision;
+        }
+        match &outcome {
+            Outcome::Refused(r) => self.refusal = Some(r.clone()),
+            _ => self.refusal = None,
+        }
+        outcome
+    }
+
+    /// Re-applies the list in force when an order's window opened or closed.
+    pub fn tick(&mut self, now: OffsetDateTime) -> Option<Outcome> {
+        let applied = self.applied.as_ref()?;
+        let due = applied
+            .compiled
+            .states
+            .iter()
+            .zip(&applied.list.orders)
+            .any(|((_, state), order)| order.state(now) != *state);
+        if !due {
+            return None;
+        }
+        let (list, sha256, warnings) = (
+            applied.list.clone(),
+            applied.sha256.clone(),
+            applied.warnings.clone(),
+        );
+        Some(self.install(list, sha256, Origin::Clock, true, warnings))
+    }
+
+    /// The next moment an order's window opens or closes.
+    pub fn next_change(&self) -> Option<OffsetDateTime> {
+        next_change(&self.applied.as_ref()?.list, OffsetDateTime::now_utc())
+    }
+
+    /// Compiles `list` and applies the mass-removal guard, without changing anything.
+    pub(super) fn precheck(
+        &mut self,
+        list: &OrderList,
+        origin: &Origin,
+        force: bool,
+        sha256: &str,
+    ) -> Result<Compiled, report::Refusal> {
+        let fail = |problems: Vec<String>, needs_force| {
+            refusal(origin, Some(sha256.to_string()), problems, needs_force)
+        };
+        let capacities = [Family::V4, Family::V6].map(|f| (f, self.dataplane.maps().capacity(f)));
+        let held = self.held().map_err(|e| {
+            fail(
+                vec![format!("error: cannot read the data plane: {e}")],
+                false,
+            )
+        })?;
+        let numbering = Numbering::from_rules(&held.rules);
+        let compiled = compile(list, OffsetDateTime::now_utc(), &numbering)
+            .map_err(|e| fail(vec![format!("error: {e}")], false))?;
+        // A sync adds before it removes (so that nothing both lists block is ever let
+        // through): for a moment the tries hold the old and the new prefixes. A change
+        // they cannot hold together is refused before anything is touched, rather than
+        // failing half way.
+        for (family, capacity) in capacities {
+            let Ok(capacity) = capacity else { continue };
+            let (now, peak) = peak_entries(&held.entries, &compiled.entries, family);
+            if peak > capacity as usize {
+                return Err(fail(
+                    vec![format!(
+                        "error: this change needs room for {peak} {} prefixes at once (the {now} held now stay until the new ones are in place), \
+                         but the map holds {capacity}. Make it in two steps (first a list without the prefixes to remove, then one with the new ones), \
+                         or raise --capacity-{} (it takes effect when the maps are created: detach first)",
+                        family.name(),
+                        match family { Family::V4 => "v4", Family::V6 => "v6" },
+                    )],
+                    false,
+                ));
+            }
+        }
+        if !force && *origin != Origin::Clock {
+            let (before, dropped) = held.blocking_dropped(&compiled.entries, &compiled.rules);
+            if dropped > GUARD_MIN_PREFIXES && dropped * 2 > before {
+                return Err(fail(
+                    vec![format!(
+                        "error: this list would stop enforcing {dropped} of the {} prefixes enforced now (more than half); \
+                         if that is intended, confirm with `borderfilter reload --force` (or --force on the CLI command)",
+                        before
+                    )],
+                    true,
+                ));
+            }
+        }
+        Ok(compiled)
+    }
+
+    pub(super) fn install(
+        &mut self,
+        list: OrderList,
+        sha256: String,
+        origin: Origin,
+        force: bool,
+        warnings: Vec<String>,
+    ) -> Outcome {
+        if origin != Origin::Clock && !force {
+            if let (Some(applied), Some(_)) = (&self.applied, &self.held) {
+                if applied.sha256 == sha256 {
+                    return Outcome::unchanged(sha256, warnings);
+                }
+            }
+        }
+        match self.precheck(&list, &origin, force, &sha256) {
+            Ok(compiled) => self.apply_compiled(list, sha256, origin, warnings, compiled),
+            Err(r) => self.refuse(r),
+        }
+    }
+
+    /// Applies a list already compiled (and guarded) by `precheck`.
+    fn apply_compiled(
+        &mut self,
+        list: OrderList,
+        sha256: String,
+        origin: Origin,
+        warnings: Vec<String>,
+        compiled: Compiled,
+    ) -> Outcome {
+        match self.enforce(&compiled, &origin, &sha256) {
+            Ok(enforced) => self.record_applied(list, sha256, origin, warnings, compiled, enforced),
+            Err(refused) => *refused,
+        }
+    }
+
+    /// Why the IPv4 slot table cannot take `plan`, if it cannot: the list needs more slots
+    /// than the table has room for, or the change needs more cells at its peak (old and
+    /// new slots together) than the table has.
+    pub(super) fn slot_problem(&self, plan: &Plan, held: &Snapshot) -> Option<String> {
+        let maps = self.dataplane.maps();
+        let slots = plan.fast.slots_after(&held.fast);
+        let room = maps.fast().slot_capacity() as usize;
+        if slots > room {
+            return Some(too_many_slots(slots, room));
+        }
+        let peak = plan.fast.slots_peak(&held.fast);
+        let cells = maps.fast().slot_cells_total() as usize;
+        (peak > cells).then(|| {
+            format!(
+                "error: this change needs {peak} IPv4 /24 slots at once (the {} held now stay until the new ones are in place), \
+                 but the fast-path index has {cells} cells. Make it in two steps (first a list without the prefixes to remove, then one with the new ones), \
+                 or raise --capacity-v4 (it takes effect when the maps are created: detach first)",
+                held.fast.slots.len()
+            )
+        })
+    }
+
+    /// Brings the data plane to `compiled`: the first half of applying a list.
+    pub(super) fn enforce(
+        &mut self,
+        compiled: &Compiled,
+        origin: &Origin,
+        sha256: &str,
+    ) -> Result<Enforced, Box<Outcome>> {
+        let started = Clock::now();
+        let origin = origin.clone();
+        let sha256 = sha256.to_string();
+        let target = Snapshot::of(compiled);
+        let held = self.held.as_ref().expect("read by precheck");
+        let plan = Plan::between_checked(held, &target, self.rebuild_fast);
+        if let Some(problem) = self.slot_problem(&plan, held) {
+            return Err(Box::new(self.refuse(refusal(
+                &origin,
+                Some(sha256),
+                vec![problem],
+                false,
+            ))));
+        }
+        let enforced_before = held.enforced_owners();
+        let changes = match plan.apply(self.dataplane.maps_mut()) {
+            Ok(c) => c,
+            Err(e) => {
+                // The maps hold a mix that still blocks all both lists block; read them
+                // again before the next sync.
+                self.held = None;
+                self.rebuild_fast = true;
+                return Err(Box::new(self.refuse(refusal(
+                    &origin,
+                    Some(sha256),
+                    vec![format!(
+                        "error: applying the list to the data plane failed: {}",
+                        error_chain(&e)
+                    )],
+                    false,
+                ))));
+            }
+        };
+        if let Some(held) = self.held.as_mut() {
+            plan.update(held);
+        }
+        self.rebuild_fast = false;
+        Ok(Enforced {
+            changes,
+            enforced_before,
+            started,
+            plan_empty: plan.is_empty(),
+        })
+    }
+
+    /// The second half of applying a list, once it is enforced (and, for a CLI edit,
+    /// written): the report, the audit record, the list in force.
+    pub(super) fn record_applied(
+        &mut self,
+        list: OrderList,
+        sha256: String,
+        origin: Origin,
+        warnings: Vec<String>,
+        compiled: Compiled,
+        enforced: Enforced,
+    ) -> Outcome {
+        let Enforced {
+            changes,
+            enforced_before,
+            started,
+            plan_empty,
+        } = enforced;
+        let old = self.applied.as_ref();
+        // After a restart the previous list is unknown (the maps are what remains of it):
+        // orders are "added" only to a daemon that starts on empty maps.
+        let previous_known = old.is_some() || enforced_before.is_empty();
+        fn by_id(l: Option<&OrderList>) -> HashMap<&str, &Order> {
+            l.map(|l| l.orders.iter().map(|o| (o.id.as_str(), o)).collect())
+                .unwrap_or_default()
+        }
+        let (old_orders, new_orders) = if previous_known {
+            (by_id(old.map(|a| &a.list)), by_id(Some(&list)))
+        } else {
+            (HashMap::new(), HashMap::new())
+        };
+        let ids =
+            |m: &HashMap<&str, &Order>| m.keys().map(|k| k.to_string()).collect::<BTreeSet<_>>();
+        let conclusion = Conclusion {
+            sha256_before: old.map(|a| a.sha256.clone()),
+            orders_added: ids(&new_orders)
+                .difference(&ids(&old_orders))
+                .cloned()
+                .collect(),
+            orders_removed: ids(&old_orders)
+                .difference(&ids(&new_orders))
+                .cloned()
+                .collect(),
+            orders_changed: new_orders
+                .iter()
+                .filter(|(id, o)| old_orders.get(*id).is_some_and(|old| old != *o))
+                .map(|(id, _)| id.to_string())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            changes,
+            enforced_before,
+            started,
+            plan_empty,
+        };
+        let report = self.conclude(conclusion, &origin, &sha256, &warnings, &compiled);
+        self.applied = Some(Applied {
+            list,
+            sha256,
+            compiled,
+            at: OffsetDateTime::now_utc(),
+            origin,
+            warnings,
+            revision: None,
+        });
+        Outcome::Applied(report)
+    }
+
+    /// Reports an applied change: the audit record, the log line, the history.
+    pub(super) fn conclude(
+        &mut self,
+        c: Conclusion,
+        origin: &Origin,
+        sha256: &str,
+        warnings: &[String],
+        compiled: &Compiled,
+    ) -> ChangeReport {
+        // Which orders the data plane enforces, before and after, read from the maps
+        // themselves, so that this holds across restarts too.
+        let enforced_after = self
+            .held
+            .as_ref()
+            .map(Snapshot::enforced_owners)
+            .unwrap_or_default();
+        let old = self.applied.as_ref();
+        let name = |owner: &u64| -> String {
+            let find = |c: &Compiled| {
+                c.order_of_rule
+                    .values()
+                    .find(|id| fingerprint(id) == *owner)
+                    .cloned()
+            };
+            find(compiled)
+                .or_else(|| old.and_then(|a| find(&a.compiled)))
+                .unwrap_or_else(|| format!("(order with fingerprint {owner:016x})"))
+        };
+        let enforcement_started: Vec<String> = enforced_after
+            .difference(&c.enforced_before)
+            .map(name)
+            .collect();
+        let enforcement_ended: Vec<String> = c
+            .enforced_before
+            .difference(&enforced_after)
+            .map(name)
+            .collect();
+        let report = ChangeReport {
+            result: "applied".into(),
+            sha256: sha256.to_string(),
+            orders_added: c.orders_added,
+            orders_removed: c.orders_removed,
+            orders_changed: c.orders_changed,
+            prefixes_added: c.changes.prefixes_added,
+            prefixes_changed: c.changes.prefixes_changed,
+            prefixes_removed: c.changes.prefixes_removed,
+            duration_ms: c.started.elapsed().as_millis() as u64,
+            warnings: warnings.to_vec(),
+        };
+        let record = Record {
+            time: rfc3339(OffsetDateTime::now_utc()),
+            who: origin.clone(),
+            sha256_before: c.sha256_before.clone(),
+            sha256_after: sha256.to_string(),
+            orders_added: report.orders_added.clone(),
+            orders_removed: report.orders_removed.clone(),
+            orders_changed: report.orders_changed.clone(),
+            enforcement_started,
+            enforcement_ended,
+            prefixes_added: report.prefixes_added,
+            prefixes_changed: report.prefixes_changed,
+            prefixes_removed: report.prefixes_removed,
+        };
+        let worth_recording = !c.plan_empty || c.sha256_before.as_deref() != Some(sha256);
+        if worth_recording {
+            if let Err(e) = audit::append(&self.config.audit_log, &record) {
+                log::error!("{}", error_chain(&e));
+            }
+        }
+        log::info!(
+            "applied the order list ({}): orders +{} -{} ~{}, enforcement started {:?} ended {:?}; prefixes +{} ~{} -{} in {} ms; sha256 {}",
+            origin.name(), report.orders_added.len(), report.orders_removed.len(), report.orders_changed.len(),
+            record.enforcement_started, record.enforcement_ended,
+            report.prefixes_added, report.prefixes_changed, report.prefixes_removed, report.duration_ms, &sha256[..12]
+        );
+        for w in warnings {
+            log::warn!("{w}");
+        }
+        self.history.applied += 1;
+        self.history.last_applied = Some(OffsetDateTime::now_utc());
+        self.history
+            .durations
+            .observe(c.started.elapsed().as_secs_f64());
+        report
+    }
+}
+
+/// The `family` prefixes the maps hold now, and at the peak of a sync from `held` to
+/// `target` (every prefix of either: the new ones are added before the old ones go).
+fn peak_entries(
+    held: &std::collections::BTreeMap<crate::prefix::Prefix, filter_common::Entry>,
+    target: &std::collections::BTreeMap<crate::prefix::Prefix, filter_common::Entry>,
+    family: Family,
+) -> (usize, usize) {
+    let mut now = held.keys().filter(|p| p.family() == family).peekable();
+    let mut next = target.keys().filter(|p| p.family() == family).peekable();
+    let (mut held_count, mut union) = (0, 0);
+    loop {
+        match (now.peek(), next.peek()) {
+            (None, None) => return (held_count, union),
+            (Some(a), Some(b)) if a == b => {
+                now.next();
+                next.next();
+                held_count += 1;
+            }
+            (Some(a), Some(b)) if a > b => {
+                next.next();
+            }
+            (Some(_), _) => {
+                now.next();
+                held_count += 1;
+            }
+            (None, Some(_)) => {
+                next.next();
+            }
+        }
+        union += 1;
+    }
+}
+
+fn too_many_slots(slots: usize, room: usize) -> String {
+    format!(
+        "error: this list touches {slots} IPv4 /24 blocks with prefixes of /16 or longer; the fast-path index has room for {room}. \
+         Raise --capacity-v4 (it takes effect when the maps are created: detach first)"
+    )
+}
