@@ -10,6 +10,7 @@ use super::{
 };
 use crate::{
     control::{self, report, Request, Response},
+    daemon::audit::{prefixes::PrefixChanges, query::PrefixHistory, Origin, Record},
     orders::edit::Edit,
 };
 
@@ -114,17 +115,30 @@ pub fn run(socket: &Path, command: Command, json: bool) -> anyhow::Result<i32> {
             json,
             render_change,
         ),
-        Command::Audit(a) => show(
-            ask(
-                socket,
-                &Request::Audit {
-                    since: a.since,
-                    order: a.order,
-                },
-            )?,
-            json,
-            render_audit,
-        ),
+        Command::Audit(a) => match a.prefix {
+            Some(prefix) => show(
+                ask(
+                    socket,
+                    &Request::AuditPrefix {
+                        prefix,
+                        since: a.since,
+                    },
+                )?,
+                json,
+                render_prefix_history,
+            ),
+            None => show(
+                ask(
+                    socket,
+                    &Request::Audit {
+                        since: a.since,
+                        order: a.order,
+                    },
+                )?,
+                json,
+                render_audit,
+            ),
+        },
         Command::Run(_)
         | Command::Validate(_)
         | Command::Verify(_)
@@ -448,22 +462,24 @@ fn watch_stats(socket: &Path, seconds: u64, json: bool) -> anyhow::Result<i32> {
     }
 }
 
-fn render_audit(records: Vec<crate::daemon::audit::Record>) -> String {
+fn who(origin: &Origin) -> String {
+    match origin {
+        Origin::Cli { uid, command, .. } => format!("uid {uid}: {command}"),
+        Origin::Reload { uid, force, .. } => {
+            format!("uid {uid}: reload{}", if *force { " --force" } else { "" })
+        }
+        other => other.name().to_string(),
+    }
+}
+
+fn render_audit(records: Vec<Record>) -> String {
     if records.is_empty() {
         return "no recorded changes\n".into();
     }
     let cells: Vec<Vec<String>> = records
         .iter()
         .map(|r| {
-            let who = match &r.who {
-                crate::daemon::audit::Origin::Cli { uid, command, .. } => {
-                    format!("uid {uid}: {command}")
-                }
-                crate::daemon::audit::Origin::Reload { uid, force, .. } => {
-                    format!("uid {uid}: reload{}", if *force { " --force" } else { "" })
-                }
-                other => other.name().to_string(),
-            };
+            let who = who(&r.who);
             let mut what = Vec::new();
             for (label, ids) in [
                 ("started", &r.enforcement_started),
@@ -480,6 +496,10 @@ fn render_audit(records: Vec<crate::daemon::audit::Record>) -> String {
                 "prefixes +{} ~{} -{}",
                 r.prefixes_added, r.prefixes_changed, r.prefixes_removed
             ));
+            what.extend(r.prefixes.iter().map(prefix_summary));
+            if let Some(file) = &r.prefixes_file {
+                what.push(format!("which prefixes: {file}"));
+            }
             vec![
                 r.time.clone(),
                 who,
@@ -489,4 +509,71 @@ fn render_audit(records: Vec<crate::daemon::audit::Record>) -> String {
         })
         .collect();
     render(&["TIME", "WHO", "LIST", "WHAT"], &cells)
+}
+
+/// "ORDER +a,+b -c", at most `SHOWN` prefixes (the rest counted: `--json` has them all).
+fn prefix_summary(c: &PrefixChanges) -> String {
+    const SHOWN: usize = 3;
+    let all = c
+        .added
+        .iter()
+        .map(|p| format!("+{p}"))
+        .chain(c.removed.iter().map(|p| format!("-{p}")));
+    let mut text: Vec<String> = all.take(SHOWN).collect();
+    if c.len() > SHOWN {
+        text.push(format!("(+{} more)", c.len() - SHOWN));
+    }
+    format!("{} {}", holder(&c.order), text.join(","))
+}
+
+fn holder(order: &Option<String>) -> String {
+    order.clone().unwrap_or_else(|| "(exception)".into())
+}
+
+fn render_prefix_history(h: PrefixHistory) -> String {
+    let mut out = String::new();
+    if h.now.is_empty() {
+        out.push_str(&format!(
+            "{}: nothing blocks or exempts it now, by the audit trail\n",
+            h.query
+        ));
+    }
+    for n in &h.now {
+        let what = match &n.order {
+            Some(id) => format!("blocked by order {id}"),
+            None => "exempted by an exception".into(),
+        };
+        out.push_str(&format!(
+            "{}: {what} through {} since {} ({})\n",
+            h.query,
+            n.prefix,
+            n.since,
+            who(&n.who)
+        ));
+    }
+    for p in &h.problems {
+        out.push_str(&format!("warning: {p}\n"));
+    }
+    if h.events.is_empty() {
+        return out;
+    }
+    out.push('\n');
+    let cells: Vec<Vec<String>> = h
+        .events
+        .iter()
+        .map(|e| {
+            vec![
+                e.time.clone(),
+                who(&e.who),
+                holder(&e.order),
+                e.change.clone(),
+                e.prefix.to_string(),
+            ]
+        })
+        .collect();
+    out.push_str(&render(
+        &["TIME", "WHO", "ORDER", "CHANGE", "PREFIX"],
+        &cells,
+    ));
+    out
 }

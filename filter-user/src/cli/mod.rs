@@ -99,10 +99,14 @@ pub enum Command {
     ///
     /// Example: borderfilter notice --listen [::]:80 --templates /etc/borderfilter/notice
     Notice(NoticeArgs),
-    /// Show the audit trail: every applied change, who made it, and which orders started
-    /// or stopped being enforced.
+    /// Show the audit trail: every applied change, who made it, which orders started or
+    /// stopped being enforced, and which prefixes each order gained or lost. With
+    /// --prefix: the history of one address or prefix: which orders blocked it (or an
+    /// exception exempted it), since when, and who changed it.
     ///
     /// Example: borderfilter audit --order BS-12345/2006 --since 2026-01-01
+    ///
+    /// Example: borderfilter audit --prefix 203.0.113.98
     Audit(AuditArgs),
     /// Prove that the data plane enforces exactly what the order list says (root; no
     /// daemon needed).
@@ -410,8 +414,12 @@ pub struct AuditArgs {
     #[arg(long, value_name = "DATE")]
     pub since: Option<String>,
     /// Only changes that concern this order.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", conflicts_with = "prefix")]
     pub order: Option<String>,
+    /// The history of this address or prefix: every change to a prefix that covers it or
+    /// lies inside it, and what holds it now.
+    #[arg(long, value_name = "ADDR_OR_PREFIX")]
+    pub prefix: Option<String>,
 }
 
 /// Runs the command; returns the process exit status.

@@ -43,6 +43,12 @@ pub enum Request {
         #[serde(default)]
         order: Option<String>,
     },
+    /// The history of one address or prefix in the audit trail.
+    AuditPrefix {
+        prefix: String,
+        #[serde(default)]
+        since: Option<String>,
+    },
     /// A change to the order list, applied like a change to the file.
     Edit {
         edit: Edit,
@@ -110,6 +116,7 @@ impl Request {
             Request::Check { .. } => "check",
             Request::Stats => "stats",
             Request::Audit { .. } => "audit",
+            Request::AuditPrefix { .. } => "audit --prefix",
             Request::Edit { .. } => "edit",
             Request::Reload { .. } => "reload",
             Request::Detach => "detach",

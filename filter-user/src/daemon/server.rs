@@ -173,6 +173,15 @@ fn dispatch(engine: &mut super::engine::Engine, request: Request, peer: access::
             Ok(records) => Response::ok(records),
             Err(e) => Response::error(e),
         },
+        Request::AuditPrefix { prefix, since } => match prefix.trim().parse() {
+            Ok(query) => match engine.audit_prefix(query, since.as_deref()) {
+                Ok(history) => Response::ok(history),
+                Err(e) => Response::error(e),
+            },
+            Err(e) => Response::error(format!(
+                "--prefix {prefix:?}: {e}; give an address (203.0.113.98) or a prefix (203.0.113.0/24)"
+            )),
+        },
         Request::Edit { edit, force } => {
             let origin = Origin::Cli {
                 uid: peer.uid,

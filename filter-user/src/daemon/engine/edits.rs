@@ -16,7 +16,10 @@ use super::{
 };
 use crate::{
     compile::{ListingChange, Numbering},
-    daemon::{audit::Origin, source::WriteFailure},
+    daemon::{
+        audit::{prefixes::handovers, Origin},
+        source::WriteFailure,
+    },
     error_chain,
     orders::{
         edit::{Done, Edit, EditError},
@@ -263,6 +266,7 @@ impl Engine {
             return Ok(self.refuse(refusal(origin, None, vec![problem], false)));
         }
         let enforced_before = held.enforced_owners();
+        let handovers = handovers(&plan, held, &applied.compiled.rules);
         let changes = match plan.apply(self.dataplane.maps_mut()) {
             Ok(c) => c,
             Err(e) => {
@@ -324,6 +328,7 @@ impl Engine {
             orders_removed: Vec::new(),
             orders_changed: edited,
             changes,
+            handovers,
             enforced_before,
             started,
             plan_empty: plan.is_empty(),

@@ -21,7 +21,7 @@ use std::collections::{BTreeSet, HashMap};
 use time::OffsetDateTime;
 
 use super::{
-    audit::Origin,
+    audit::{prefixes::Handover, Origin},
     config::Config,
     history::SyncHistory,
     source::{ListSource, Revision},
@@ -57,6 +57,8 @@ struct Applied {
 /// What bringing the data plane to a list did.
 struct Enforced {
     changes: Changes,
+    /// The prefixes whose orders changed.
+    handovers: Vec<Handover>,
     enforced_before: BTreeSet<u64>,
     started: std::time::Instant,
     plan_empty: bool,

@@ -13,7 +13,11 @@ use crate::{
     compile::{compile, fingerprint, Compiled, Numbering},
     control::report::{self, ChangeReport},
     daemon::{
-        audit::{self, Origin, Record},
+        audit::{
+            self,
+            prefixes::{group, handovers, write_side_file, Handover, INLINE_PREFIXES},
+            Origin, Record,
+        },
         source::Revision,
     },
     error_chain,
@@ -58,6 +62,7 @@ pub(super) struct Conclusion {
     pub orders_removed: Vec<String>,
     pub orders_changed: Vec<String>,
     pub changes: Changes,
+    pub handovers: Vec<Handover>,
     pub enforced_before: BTreeSet<u64>,
     pub started: Clock,
     pub plan_empty: bool,
@@ -302,6 +307,7 @@ impl Engine {
             ))));
         }
         let enforced_before = held.enforced_owners();
+        let handovers = handovers(&plan, held, &compiled.rules);
         let changes = match plan.apply(self.dataplane.maps_mut()) {
             Ok(c) => c,
             Err(e) => {
@@ -326,6 +332,7 @@ impl Engine {
         self.rebuild_fast = false;
         Ok(Enforced {
             changes,
+            handovers,
             enforced_before,
             started,
             plan_empty: plan.is_empty(),
@@ -345,6 +352,7 @@ impl Engine {
     ) -> Outcome {
         let Enforced {
             changes,
+            handovers,
             enforced_before,
             started,
             plan_empty,
@@ -382,6 +390,7 @@ impl Engine {
                 .into_iter()
                 .collect(),
             changes,
+            handovers,
             enforced_before,
             started,
             plan_empty,
@@ -416,15 +425,18 @@ impl Engine {
             .map(Snapshot::enforced_owners)
             .unwrap_or_default();
         let old = self.applied.as_ref();
+        // Orders by fingerprint (as rule slots name them), from this list and the last.
+        let names: HashMap<u64, String> = old
+            .map(|a| &a.compiled)
+            .into_iter()
+            .chain([compiled])
+            .flat_map(|c| c.order_of_rule.values())
+            .map(|id| (fingerprint(id), id.clone()))
+            .collect();
         let name = |owner: &u64| -> String {
-            let find = |c: &Compiled| {
-                c.order_of_rule
-                    .values()
-                    .find(|id| fingerprint(id) == *owner)
-                    .cloned()
-            };
-            find(compiled)
-                .or_else(|| old.and_then(|a| find(&a.compiled)))
+            names
+                .get(owner)
+                .cloned()
                 .unwrap_or_else(|| format!("(order with fingerprint {owner:016x})"))
         };
         let enforcement_started: Vec<String> = enforced_after
@@ -448,30 +460,32 @@ impl Engine {
             duration_ms: c.started.elapsed().as_millis() as u64,
             warnings: warnings.to_vec(),
         };
-        let record = Record {
-            time: rfc3339(OffsetDateTime::now_utc()),
-            who: origin.clone(),
-            sha256_before: c.sha256_before.clone(),
-            sha256_after: sha256.to_string(),
-            orders_added: report.orders_added.clone(),
-            orders_removed: report.orders_removed.clone(),
-            orders_changed: report.orders_changed.clone(),
-            enforcement_started,
-            enforcement_ended,
-            prefixes_added: report.prefixes_added,
-            prefixes_changed: report.prefixes_changed,
-            prefixes_removed: report.prefixes_removed,
-        };
         let worth_recording = !c.plan_empty || c.sha256_before.as_deref() != Some(sha256);
         if worth_recording {
-            if let Err(e) = audit::append(&self.config.audit_log, &record) {
+            let record = Record {
+                time: rfc3339(OffsetDateTime::now_utc()),
+                who: origin.clone(),
+                sha256_before: c.sha256_before.clone(),
+                sha256_after: sha256.to_string(),
+                orders_added: report.orders_added.clone(),
+                orders_removed: report.orders_removed.clone(),
+                orders_changed: report.orders_changed.clone(),
+                enforcement_started: enforcement_started.clone(),
+                enforcement_ended: enforcement_ended.clone(),
+                prefixes_added: report.prefixes_added,
+                prefixes_changed: report.prefixes_changed,
+                prefixes_removed: report.prefixes_removed,
+                prefixes: group(&c.handovers, &names),
+                prefixes_file: None,
+            };
+            if let Err(e) = self.record(record) {
                 log::error!("{}", error_chain(&e));
             }
         }
         log::info!(
             "applied the order list ({}): orders +{} -{} ~{}, enforcement started {:?} ended {:?}; prefixes +{} ~{} -{} in {} ms; sha256 {}",
             origin.name(), report.orders_added.len(), report.orders_removed.len(), report.orders_changed.len(),
-            record.enforcement_started, record.enforcement_ended,
+            enforcement_started, enforcement_ended,
             report.prefixes_added, report.prefixes_changed, report.prefixes_removed, report.duration_ms, &sha256[..12]
         );
         for w in warnings {
@@ -483,6 +497,32 @@ impl Engine {
             .durations
             .observe(c.started.elapsed().as_secs_f64());
         report
+    }
+
+    /// Appends `record` to the audit trail; a change of more than [`INLINE_PREFIXES`]
+    /// prefixes puts them in a side file first and names it in the record.
+    fn record(&self, mut record: Record) -> Result<(), audit::AuditError> {
+        let log = &self.config.audit_log;
+        let total: usize = record.prefixes.iter().map(|c| c.len()).sum();
+        if total > INLINE_PREFIXES {
+            let stem = format!(
+                "{}-{}",
+                record.time.replace(':', ""),
+                &record.sha256_after[..12.min(record.sha256_after.len())]
+            );
+            match write_side_file(log, &stem, &record.prefixes) {
+                Ok(name) => {
+                    record.prefixes_file = Some(name);
+                    record.prefixes.clear();
+                }
+                // Kept in the record itself rather than lost.
+                Err(e) => log::error!(
+                    "{}; the prefixes go in the audit line itself",
+                    error_chain(&e)
+                ),
+            }
+        }
+        audit::append(log, &record)
     }
 }
 

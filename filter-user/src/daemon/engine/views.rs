@@ -8,10 +8,10 @@ use time::OffsetDateTime;
 use super::{Applied, Engine};
 use crate::{
     control::report,
-    daemon::audit::{self, Record},
+    daemon::audit::{self, query::PrefixHistory, Record},
     error_chain,
     orders::{file, window::rfc3339, Order, OrderList, OrderState, Side},
-    prefix::Family,
+    prefix::{Family, Prefix},
     semantics::{self, Decision},
 };
 use filter_common::{action, types};
@@ -188,6 +188,18 @@ impl Engine {
 
     pub fn audit(&self, since: Option<&str>, order: Option<&str>) -> Result<Vec<Record>, String> {
         audit::read(&self.config.audit_log, since, order).map_err(|e| error_chain(&e))
+    }
+
+    /// Since when `query` (or part of it) has been blocked or exempted, by which order,
+    /// and who changed it, from the whole audit trail.
+    pub fn audit_prefix(
+        &self,
+        query: Prefix,
+        since: Option<&str>,
+    ) -> Result<PrefixHistory, String> {
+        let log = &self.config.audit_log;
+        let records = audit::read(log, None, None).map_err(|e| error_chain(&e))?;
+        Ok(audit::query::history(log, &records, query, since))
     }
 }
 

@@ -1,6 +1,14 @@
 //! The audit trail: one JSON line per applied change, appended and synced, never
 //! rewritten. It lets compliance staff show when each order started (and stopped) being
-//! enforced, who changed what, and which version of the list was in force.
+//! enforced, which prefixes each change gave to or took from which order, who changed
+//! what, and which version of the list was in force.
+//!
+//! - this file: the record, appending and reading;
+//! - `prefixes`: the prefixes a change handed over, and the side files of large changes;
+//! - `query`: the history of one address or prefix (`audit --prefix`).
+
+pub mod prefixes;
+pub mod query;
 
 use std::{
     fs::{self, OpenOptions},
@@ -59,6 +67,14 @@ pub struct Record {
     pub prefixes_added: usize,
     pub prefixes_changed: usize,
     pub prefixes_removed: usize,
+    /// The prefixes each order (or the exceptions) gained and lost; empty when they are
+    /// in `prefixes_file`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefixes: Vec<prefixes::PrefixChanges>,
+    /// For a change of more than [`prefixes::INLINE_PREFIXES`] prefixes: the side file
+    /// that holds them, relative to the log's directory (one JSON line per order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefixes_file: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
