@@ -23,8 +23,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install the BPF toolchain and the test tools (Debian packages, bpf-linker).
-    /// Idempotent: installs only what is missing. Needs root.
+    /// Install the BPF toolchain and the test tools (Debian packages, bpf-linker), and
+    /// mount bpffs at /sys/fs/bpf when nothing is mounted there (as systemd does at
+    /// boot). Idempotent: does only what is missing. Needs root.
     Setup,
     /// The main job. Without --iface: a demo on network namespaces it builds (client,
     /// router running borderfilter, server), showing a court order enforced on real HTTP
