@@ -54,8 +54,9 @@ enum Task {
         release: bool,
     },
     /// Build the Debian package target/debian/borderfilter_<version>_<arch>.deb (release
-    /// binary, systemd unit, conffiles, man page, completions, docs) and check it with
-    /// lintian, systemd-analyze verify and man.
+    /// binary, systemd units for the daemon and the notice server, conffiles, man page,
+    /// completions, docs) and check it with lintian, systemd-analyze verify and security
+    /// (the notice server's sandbox) and man.
     Deb,
     /// Run every check: formatting, clippy, unit tests, BPF_PROG_TEST_RUN fixtures and
     /// the end-to-end tests in network namespaces. Needs root.
