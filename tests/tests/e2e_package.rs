@@ -4,7 +4,10 @@
 //! expanded with /etc/default/borderfilter, under the unit's capability bounding set) on
 //! the router of a namespace topology, checks that a blocked address is blocked and stays
 //! blocked after the daemon stops and the package is removed, then purges the package and
-//! checks that nothing it installed or created is left.
+//! checks that nothing it installed or created is left. The block-notice unit gets the
+//! same treatment: its sandbox rated by `systemd-analyze security`, its command line
+//! (with /etc/default/borderfilter-notice) run as a user that is not root with only the
+//! unit's capability, answering a request for a blocked address with the 451 page.
 //!
 //! The package is `BORDERFILTER_DEB` (set by `cargo xtask test`, which builds it), else
 //! the newest `target/debian/borderfilter_*.deb`. The test refuses to run if borderfilter
@@ -21,12 +24,21 @@ use std::{
 use borderfilter_tests::{
     netns, poll,
     topology::{order, order_list, Topology},
-    traffic::{sock, tcp_connects, Listeners, TCP_PORT},
+    traffic::{body, http_get, sock, tcp_connects, Listeners, TCP_PORT},
 };
 
 const PACKAGE: &str = "borderfilter";
 const UNIT: &str = "/lib/systemd/system/borderfilter.service";
 const DEFAULTS: &str = "/etc/default/borderfilter";
+const NOTICE_UNIT: &str = "/lib/systemd/system/borderfilter-notice.service";
+const NOTICE_DEFAULTS: &str = "/etc/default/borderfilter-notice";
+/// Pages of the operator's own for the notice server, made by the test.
+const NOTICE_TEMPLATES: &str = "/etc/borderfilter/notice";
+/// The worst `systemd-analyze security` exposure allowed for the notice unit (as in
+/// xtask/src/deb.rs): 2.0, "OK".
+const NOTICE_MAX_EXPOSURE: f64 = 2.0;
+/// The user a `DynamicUser=yes` unit runs as here: not root, in no group, owning nothing.
+const NOBODY: u32 = 65534;
 const ORDERS: &str = "/etc/borderfilter/orders.json";
 const BIN: &str = "/usr/sbin/borderfilter";
 const MAN_PAGE: &str = "/usr/share/man/man8/borderfilter.8.gz";
@@ -78,15 +90,16 @@ fn the_package_installs_runs_its_unit_and_purges_without_a_trace() {
         "dpkg -L lacks the binary, the unit or the man page: {installed:?}"
     );
     let conffiles = ok("dpkg-query", &["-W", "-f=${Conffiles}", PACKAGE]);
-    for f in [ORDERS, DEFAULTS] {
+    for f in [ORDERS, DEFAULTS, NOTICE_DEFAULTS] {
         assert!(conffiles.contains(f), "{f} is not a conffile: {conffiles}");
     }
-    let verify = run("systemd-analyze", &["verify", UNIT], None);
+    let verify = run("systemd-analyze", &["verify", UNIT, NOTICE_UNIT], None);
     assert!(
         verify.status.success() && verify.stderr.is_empty(),
-        "systemd-analyze verify {UNIT}:\n{}",
+        "systemd-analyze verify {UNIT} {NOTICE_UNIT}:\n{}",
         text(&verify)
     );
+    check_notice_sandbox();
     check_man_page();
     check_completions();
 
@@ -114,7 +127,7 @@ fn the_package_installs_runs_its_unit_and_purges_without_a_trace() {
     );
 
     // The operator's first order list and options.
-    let t = Topology::new("package");
+    let t = Topology::with_notice("package");
     let server = Listeners::start(&t.server, &[BLOCKED, ALLOWED]);
     assert!(
         tcp_connects(&t.client, sock(BLOCKED, TCP_PORT), LONG),
@@ -195,6 +208,8 @@ fn the_package_installs_runs_its_unit_and_purges_without_a_trace() {
             && detail_of(&report, "control socket").contains("held by the running daemon"),
         "doctor does not see the daemon: {report:#}"
     );
+
+    check_notice_unit(&t);
 
     // ExecReload, as `systemctl reload` runs it.
     let reload = expand(
@@ -307,7 +322,7 @@ fn refuse_if_in_use() {
     }
     let present: Vec<&&str> = CREATED
         .iter()
-        .chain(&[DEFAULTS, UNIT, BIN])
+        .chain(&[DEFAULTS, UNIT, NOTICE_DEFAULTS, NOTICE_UNIT, BIN])
         .filter(|p| Path::new(p).exists())
         .collect();
     if !present.is_empty() {
@@ -401,6 +416,8 @@ impl Installed {
 
 impl Drop for Installed {
     fn drop(&mut self) {
+        // The test's own files, which purging would leave.
+        let _ = std::fs::remove_dir_all(NOTICE_TEMPLATES);
         let _ = Command::new("dpkg").args(["-P", PACKAGE]).output();
         let _ = Command::new("rm")
             .args(["-rf", "/sys/fs/bpf/borderfilter"])
@@ -513,13 +530,125 @@ fn check_completions() {
 }
 
 /// `Key=value` of the unit's [Service] section (the last one, as systemd takes it).
+#[track_caller]
 fn unit_value(unit: &str, key: &str) -> String {
+    unit_value_opt(unit, key).unwrap_or_else(|| panic!("the unit has no {key}="))
+}
+
+fn unit_value_opt(unit: &str, key: &str) -> Option<String> {
     unit.lines()
         .filter_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
         .next_back()
-        .unwrap_or_else(|| panic!("the unit has no {key}="))
-        .trim()
-        .to_string()
+        .map(|v| v.trim().to_string())
+}
+
+/// The notice unit's sandbox as `systemd-analyze security` rates it: at most
+/// [`NOTICE_MAX_EXPOSURE`].
+#[track_caller]
+fn check_notice_sandbox() {
+    let threshold = format!(
+        "--threshold={}",
+        (NOTICE_MAX_EXPOSURE * 10.0).round() as u32
+    );
+    let out = run(
+        "systemd-analyze",
+        &["security", "--offline=true", &threshold, NOTICE_UNIT],
+        None,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let exposure: f64 = stdout
+        .lines()
+        .find_map(|l| l.split_once("Overall exposure level for borderfilter-notice.service: "))
+        .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("systemd-analyze security rated nothing:\n{}", text(&out)));
+    eprintln!("systemd-analyze security {NOTICE_UNIT}: {exposure}");
+    assert!(
+        out.status.success() && exposure <= NOTICE_MAX_EXPOSURE,
+        "the notice unit's exposure is {exposure}, more than {NOTICE_MAX_EXPOSURE}:\n{}",
+        text(&out)
+    );
+}
+
+/// borderfilter-notice.service's command line, with the installed defaults file naming
+/// pages of the operator's own, started as the unit starts it (not root, only the
+/// capability to bind port 80) on the notice host: a request for a blocked address gets
+/// 451 and the operator's page naming the order. Shows that the service's user can read
+/// the order list and the templates.
+#[track_caller]
+fn check_notice_unit(t: &Topology) {
+    let unit = std::fs::read_to_string(NOTICE_UNIT).expect("reading the notice unit");
+    assert_eq!(
+        unit_value_opt(&unit, "DynamicUser").as_deref(),
+        Some("yes"),
+        "the notice server must not run as root"
+    );
+    // The test's orders have basis copyright: this is the page for that basis.
+    std::fs::create_dir(NOTICE_TEMPLATES).expect("creating the template directory");
+    write(
+        &format!("{NOTICE_TEMPLATES}/copyright.html"),
+        "<p>operator's page: {{order_id}}, {{authority}}</p>\n",
+    );
+    for (path, mode) in [
+        (NOTICE_TEMPLATES.to_string(), 0o755),
+        (format!("{NOTICE_TEMPLATES}/copyright.html"), 0o644),
+    ] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .unwrap_or_else(|e| panic!("chmod {path}: {e}"));
+    }
+    let defaults =
+        std::fs::read_to_string(NOTICE_DEFAULTS).expect("reading the notice defaults file");
+    assert!(
+        defaults.contains("\nNOTICE_OPTS=\"\"\n"),
+        "{NOTICE_DEFAULTS}:\n{defaults}"
+    );
+    write(
+        NOTICE_DEFAULTS,
+        &defaults.replace(
+            "NOTICE_OPTS=\"\"",
+            &format!("NOTICE_OPTS=\"--templates {NOTICE_TEMPLATES}\""),
+        ),
+    );
+    let argv = expand(&unit_value(&unit, "ExecStart"), &unit_environment(&unit));
+    assert_eq!(argv, [BIN, "notice", "--templates", NOTICE_TEMPLATES]);
+
+    let ns = t.notice.as_ref().expect("a topology with a notice host");
+    let mut server = Unit::start_in(ns.path(), t.dir.join("notice.log"), &unit, &argv);
+    let response = poll::until(
+        "the notice server to answer on port 80",
+        Duration::from_secs(30),
+        || {
+            server.assert_running();
+            let r = http_get(ns, sock(BLOCKED, 80), "/", None);
+            (r.is_some(), r)
+        },
+    );
+    let (status, response) = response.expect("an answer");
+    assert_eq!(status, 451, "{response}");
+    assert_eq!(
+        body(&response),
+        "<p>operator's page: PKG-1/2026, Test Court</p>\n",
+        "not the operator's page naming the order"
+    );
+    // As the unit runs it: not root, no group, the one capability.
+    let proc_status = std::fs::read_to_string(format!("/proc/{}/status", server.pid()))
+        .expect("the server's /proc status");
+    let field = |name: &str| {
+        proc_status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    let nobody = NOBODY.to_string();
+    assert_eq!(field("Uid:"), [nobody.as_str(); 4].join(" "));
+    assert_eq!(field("Groups:"), "");
+    // CAP_NET_BIND_SERVICE is capability 10.
+    for set in ["CapEff:", "CapPrm:", "CapBnd:", "CapAmb:"] {
+        assert_eq!(field(set), format!("{:016x}", 1u64 << 10), "{set}");
+    }
+    server.stop();
+    std::fs::remove_dir_all(NOTICE_TEMPLATES).expect("removing the test's templates");
 }
 
 /// The environment the unit gives the daemon: its EnvironmentFile= files, read as
@@ -579,32 +708,58 @@ fn expand(line: &str, env: &[(String, String)]) -> Vec<String> {
     out
 }
 
-/// The daemon started as the unit starts it: its command line, under its
-/// CapabilityBoundingSet= and NoNewPrivileges= (through setpriv), in the router.
+/// A unit's command line started as systemd starts it (through setpriv): under its
+/// CapabilityBoundingSet=, with its AmbientCapabilities= and NoNewPrivileges=, and for
+/// `DynamicUser=yes` as a user that is not root and in no group.
 struct Unit {
     child: Option<Child>,
     log: PathBuf,
 }
 
 impl Unit {
+    /// The daemon's unit, in the router.
     #[track_caller]
     fn start(t: &Topology, unit: &str, argv: &[String]) -> Self {
-        let caps: Vec<String> = unit_value(unit, "CapabilityBoundingSet")
-            .split_whitespace()
-            .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
-            .collect();
-        assert!(!caps.is_empty(), "the unit bounds no capability");
-        let mut setpriv = vec![
-            format!("--bounding-set=-all,{}", caps.join(",")),
-            "--inh-caps=-all".to_string(),
-        ];
-        if unit_value(unit, "NoNewPrivileges") == "yes" {
+        Self::start_in(t.router.path(), t.dir.join("unit.log"), unit, argv)
+    }
+
+    #[track_caller]
+    fn start_in(ns: String, log: PathBuf, unit: &str, argv: &[String]) -> Self {
+        let caps = |key: &str| -> Vec<String> {
+            unit_value_opt(unit, key)
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+                .collect()
+        };
+        let bounding = caps("CapabilityBoundingSet");
+        assert!(!bounding.is_empty(), "the unit bounds no capability");
+        let mut setpriv = vec![format!("--bounding-set=-all,{}", bounding.join(","))];
+        let ambient = caps("AmbientCapabilities");
+        if ambient.is_empty() {
+            setpriv.push("--inh-caps=-all".into());
+        } else {
+            let ambient = ambient.join(",");
+            setpriv.push(format!("--inh-caps=-all,{ambient}"));
+            setpriv.push(format!("--ambient-caps=-all,{ambient}"));
+        }
+        if unit_value_opt(unit, "NoNewPrivileges").as_deref() == Some("yes") {
             setpriv.push("--no-new-privs".into());
         }
+        assert_eq!(
+            unit_value_opt(unit, "User"),
+            None,
+            "the test knows DynamicUser= only"
+        );
+        if unit_value_opt(unit, "DynamicUser").as_deref() == Some("yes") {
+            setpriv.extend([
+                format!("--reuid={NOBODY}"),
+                format!("--regid={NOBODY}"),
+                "--clear-groups".into(),
+            ]);
+        }
         setpriv.push("--".into());
-        let log = t.dir.join("unit.log");
-        let out = std::fs::File::create(&log).expect("creating the daemon log");
-        let ns = t.router.path();
+        let out = std::fs::File::create(&log).expect("creating the unit's log");
         let mut cmd = Command::new("setpriv");
         cmd.args(&setpriv)
             .args(argv)

@@ -21,6 +21,13 @@ use anyhow::{bail, Context};
 use crate::cmd::{self, cargo, step};
 
 const PACKAGE: &str = "borderfilter";
+/// The systemd units of `packaging/`, installed in /lib/systemd/system: the filter's
+/// daemon, and the block-notice web server (for notice hosts, installed disabled).
+const UNITS: [&str; 2] = ["borderfilter.service", "borderfilter-notice.service"];
+/// The unit that runs without root, and the worst `systemd-analyze security` exposure
+/// allowed for it, in tenths (what `--threshold=` takes): 2.0, "OK".
+const NOTICE_UNIT: &str = "borderfilter-notice.service";
+const NOTICE_MAX_EXPOSURE: u32 = 20;
 
 /// Where packages go: `target/debian` (or under CARGO_TARGET_DIR).
 pub fn out_dir() -> PathBuf {
@@ -75,14 +82,21 @@ pub fn build() -> anyhow::Result<PathBuf> {
             ])
             .arg(&sbin),
     )?;
-    install(
-        &packaging.join("borderfilter.service"),
-        &stage.join("lib/systemd/system/borderfilter.service"),
-        0o644,
-    )?;
+    for unit in UNITS {
+        install(
+            &packaging.join(unit),
+            &stage.join("lib/systemd/system").join(unit),
+            0o644,
+        )?;
+    }
     install(
         &packaging.join("default"),
         &stage.join("etc/default").join(PACKAGE),
+        0o644,
+    )?;
+    install(
+        &packaging.join("default-notice"),
+        &stage.join("etc/default/borderfilter-notice"),
         0o644,
     )?;
     install(
@@ -135,14 +149,18 @@ pub fn build() -> anyhow::Result<PathBuf> {
             0o644,
         )?;
     }
-    // Alert rules and the dashboard stay uncompressed: operators copy them as they are.
-    let prometheus = cmd::root().join("docs/prometheus");
-    for entry in
-        fs::read_dir(&prometheus).with_context(|| format!("reading {}", prometheus.display()))?
-    {
-        let path = entry?.path();
-        let name = path.file_name().expect("a file").to_owned();
-        install(&path, &doc.join("examples/prometheus").join(name), 0o644)?;
+    // Alert rules, the dashboard and the notice pages (the ones built into the binary,
+    // to copy and edit) stay uncompressed: operators copy them as they are.
+    for (from, to) in [
+        ("docs/prometheus", "examples/prometheus"),
+        ("filter-user/templates/notice", "examples/notice"),
+    ] {
+        let dir = cmd::root().join(from);
+        for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+            let path = entry?.path();
+            let name = path.file_name().expect("a file").to_owned();
+            install(&path, &doc.join(to).join(name), 0o644)?;
+        }
     }
 
     let debian = stage.join("DEBIAN");
@@ -189,26 +207,37 @@ fn check(deb: &Path) -> anyhow::Result<()> {
             .arg(deb),
     )?;
     let stage = deb.with_extension("");
-    // The unit names /usr/sbin/borderfilter, which is not installed yet: verify a copy
-    // that names the staged binary, with the staged man page on MANPATH. The package
-    // test verifies the installed unit as it is.
+    // The units name /usr/sbin/borderfilter, which is not installed yet: verify copies
+    // that name the staged binary, with the staged man page on MANPATH. The package
+    // test verifies the installed units as they are.
     step("systemd-analyze verify");
-    let unit = fs::read_to_string(stage.join("lib/systemd/system/borderfilter.service"))?;
     let staged = stage.join("usr/sbin").join(PACKAGE);
-    let copy = out_dir().join("verify").join("borderfilter.service");
-    write(
-        &copy,
-        unit.replace("/usr/sbin/borderfilter", &staged.display().to_string())
-            .as_bytes(),
-        0o644,
-    )?;
+    let copies = out_dir().join("verify");
+    let mut units = Vec::new();
+    for unit in UNITS {
+        let text = fs::read_to_string(stage.join("lib/systemd/system").join(unit))?;
+        let copy = copies.join(unit);
+        write(
+            &copy,
+            text.replace("/usr/sbin/borderfilter", &staged.display().to_string())
+                .as_bytes(),
+            0o644,
+        )?;
+        units.push(copy);
+    }
     cmd::run(
         Command::new("systemd-analyze")
             .arg("verify")
-            .arg(&copy)
+            .args(&units)
             .env("MANPATH", stage.join("usr/share/man")),
     )?;
-    fs::remove_dir_all(copy.parent().expect("a directory"))?;
+    step(&format!(
+        "systemd-analyze security {NOTICE_UNIT} (at most {}.{})",
+        NOTICE_MAX_EXPOSURE / 10,
+        NOTICE_MAX_EXPOSURE % 10
+    ));
+    eprintln!("    {}", notice_exposure(&copies.join(NOTICE_UNIT))?);
+    fs::remove_dir_all(&copies)?;
     step("man page");
     let page = stage.join("usr/share/man/man8/borderfilter.8.gz");
     let text = output(
@@ -224,6 +253,38 @@ fn check(deb: &Path) -> anyhow::Result<()> {
         text.lines().count()
     );
     Ok(())
+}
+
+/// `systemd-analyze security --offline=true` of the notice unit: its verdict line
+/// ("Overall exposure level for ...: 1.4 OK"); fails above [`NOTICE_MAX_EXPOSURE`].
+fn notice_exposure(unit: &Path) -> anyhow::Result<String> {
+    let mut c = Command::new("systemd-analyze");
+    c.args([
+        "security",
+        "--offline=true",
+        &format!("--threshold={NOTICE_MAX_EXPOSURE}"),
+    ])
+    .arg(unit);
+    let out = c
+        .output()
+        .with_context(|| format!("starting {}", cmd::display(&c)))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let verdict = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .map(|l| {
+            l.trim_start_matches(|c: char| !c.is_ascii_alphabetic())
+                .to_string()
+        });
+    match verdict {
+        Some(v) if out.status.success() => Ok(v),
+        _ => bail!(
+            "`{}` failed ({}): the notice unit's sandbox is weaker than allowed:\n{text}{}",
+            cmd::display(&c),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
 }
 
 fn workspace_version() -> anyhow::Result<String> {

@@ -23,8 +23,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install the BPF toolchain and the test tools (Debian packages, bpf-linker).
-    /// Idempotent: installs only what is missing. Needs root.
+    /// Install the BPF toolchain and the test tools (Debian packages, bpf-linker), and
+    /// mount bpffs at /sys/fs/bpf when nothing is mounted there (as systemd does at
+    /// boot). Idempotent: does only what is missing. Needs root.
     Setup,
     /// The main job. Without --iface: a demo on network namespaces it builds (client,
     /// router running borderfilter, server), showing a court order enforced on real HTTP
@@ -53,8 +54,9 @@ enum Task {
         release: bool,
     },
     /// Build the Debian package target/debian/borderfilter_<version>_<arch>.deb (release
-    /// binary, systemd unit, conffiles, man page, completions, docs) and check it with
-    /// lintian, systemd-analyze verify and man.
+    /// binary, systemd units for the daemon and the notice server, conffiles, man page,
+    /// completions, docs) and check it with lintian, systemd-analyze verify and security
+    /// (the notice server's sandbox) and man.
     Deb,
     /// Run every check: formatting, clippy, unit tests, BPF_PROG_TEST_RUN fixtures and
     /// the end-to-end tests in network namespaces. Needs root.

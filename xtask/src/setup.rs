@@ -41,11 +41,18 @@ pub const PACKAGE_PACKAGES: &[&str] = &[
 
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+/// Where systemd mounts the BPF filesystem at boot; the daemon's default --pin-dir is
+/// under it.
+const BPFFS: &str = "/sys/fs/bpf";
+/// statfs types as `stat -f --format=%t` prints them (linux/magic.h).
+const BPF_FS_MAGIC: &str = "cafe4a11";
+const SYSFS_MAGIC: &str = "62656572";
 
 pub fn all() -> anyhow::Result<()> {
     build_toolchain()?;
     packages(TEST_PACKAGES)?;
-    packages(PACKAGE_PACKAGES)
+    packages(PACKAGE_PACKAGES)?;
+    bpffs()
 }
 
 /// Everything needed to build the XDP program.
@@ -109,4 +116,32 @@ fn bpf_linker() -> anyhow::Result<()> {
             .env("LLVM_PREFIX", LLVM_PREFIX),
     )
     .context("installing bpf-linker")
+}
+
+/// Mounts bpffs at /sys/fs/bpf when nothing is mounted there, as systemd does at boot.
+/// A machine whose init is not systemd (a container, a CI runner) has none, and the
+/// package test and `cargo xtask run --iface` use the daemon's default pin directory
+/// under it.
+fn bpffs() -> anyhow::Result<()> {
+    // The filesystem the path is on, as the daemon checks it (statfs), rather than
+    // /proc/self/mountinfo: a mount there can be hidden under a later mount of /sys.
+    let magic = cmd::output(Command::new("stat").args(["-f", "--format=%t", BPFFS]))
+        .with_context(|| format!("cannot stat {BPFFS}: is sysfs mounted at /sys?"))?;
+    match magic.trim() {
+        BPF_FS_MAGIC => return Ok(()),
+        SYSFS_MAGIC => {}
+        other => bail!(
+            "{BPFFS} has a filesystem other than bpffs mounted on it (statfs type 0x{other}): \
+             the daemon cannot pin its maps there. Unmount it and run setup again"
+        ),
+    }
+    step(&format!(
+        "mounting bpffs at {BPFFS}: nothing was mounted there (systemd mounts it at boot)"
+    ));
+    if !cmd::is_root() {
+        bail!(
+            "mounting it needs root: run `sudo cargo xtask setup`, or `sudo mount -t bpf bpf {BPFFS}`"
+        );
+    }
+    cmd::run_quiet(Command::new("mount").args(["-t", "bpf", "bpf", BPFFS]))
 }

@@ -21,6 +21,8 @@ pub enum DataplaneError {
         #[source]
         source: Option<Box<MapError>>,
     },
+    #[error(transparent)]
+    NotBpffs(#[from] super::NotBpffs),
     #[error("cannot create the pin directory {path} (is bpffs mounted there?)")]
     PinDir {
         path: PathBuf,

@@ -1,6 +1,7 @@
 //! The XDP program in the kernel: loading it (reusing pinned maps), attaching it, and
 //! typed access to its maps.
 //!
+//! - `bpffs`: whether the pin directory is on a bpf filesystem, checked before loading;
 //! - `object`: the embedded program and the shape of every map it declares;
 //! - `maps`: typed reads and writes (prefix entries, rules, counters);
 //! - `attach`: attaching to interfaces (through netlink, so the attachment outlives the
@@ -9,6 +10,7 @@
 
 mod attach;
 mod batch;
+mod bpffs;
 mod error;
 mod fastmaps;
 mod maps;
@@ -25,6 +27,7 @@ use aya::{
 use filter_common::maps as names;
 
 pub use attach::{detach_pinned, ifindex, pinned_attachments, AttachMode, Attachment};
+pub use bpffs::{check_pin_dir, NotBpffs};
 pub use error::DataplaneError;
 pub use fastmaps::{FastMaps, Hint};
 pub use maps::{Maps, PrefixEntry};
@@ -82,7 +85,8 @@ impl Drop for Dataplane {
 impl Dataplane {
     /// Loads the program through the verifier. With a pin directory, maps pinned there
     /// are reused (their contents keep enforcing) after checking that their shape is
-    /// the one this build expects; missing ones are created and pinned.
+    /// the one this build expects; missing ones are created and pinned. A pin directory
+    /// that is not on a bpf filesystem is refused before anything is loaded or created.
     pub fn load(options: &LoadOptions) -> Result<Self, DataplaneError> {
         Self::load_object(OBJECT, &[PROGRAM_NAME], options)
     }
@@ -94,6 +98,9 @@ impl Dataplane {
         programs: &[&str],
         options: &LoadOptions,
     ) -> Result<Self, DataplaneError> {
+        if let Some(dir) = &options.pin_dir {
+            check_pin_dir(dir)?;
+        }
         raise_memlock_limit();
         // The slot table keeps the size it was created with; the program is told it.
         let slot_cells = match &options.pin_dir {

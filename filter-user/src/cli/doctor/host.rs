@@ -3,14 +3,13 @@
 use std::path::Path;
 
 use super::Report;
-use crate::{dataplane, paths};
+use crate::dataplane;
 
 /// The oldest kernel with what the daemon uses: CAP_BPF, batched map updates, atomic
 /// replacement of an attached XDP program.
 const MIN_KERNEL: (u32, u32) = (5, 10);
 /// Since 5.11 BPF memory is charged to the memory cgroup, not to RLIMIT_MEMLOCK.
 const MEMCG_KERNEL: (u32, u32) = (5, 11);
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 /// What the daemon needs, as (capability number, name).
 const CAPABILITIES: &[(u32, &str)] = &[
     (0, "CAP_CHOWN"),
@@ -79,32 +78,18 @@ pub(super) fn check_btf(report: &mut Report) {
     }
 }
 
-fn statfs_type(path: &Path) -> Option<i64> {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
-    // SAFETY: all-zero is a valid statfs; statfs fills it.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid path and a writable struct.
-    (unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0).then_some(st.f_type as i64)
-}
-
 pub(super) fn check_bpffs(pin_dir: &Path, report: &mut Report) {
-    let Some(existing) = pin_dir.ancestors().find(|p| p.exists()) else {
-        return;
-    };
-    if statfs_type(existing) != Some(BPF_FS_MAGIC) {
-        let parent = pin_dir.parent().unwrap_or(Path::new(paths::BPFFS));
+    // The daemon refuses to start on the same check.
+    if let Err(not) = dataplane::check_pin_dir(pin_dir) {
         report.fail(
             "bpffs",
             format!(
-                "{} is not on a bpf filesystem: the pins that keep enforcement across \
-                 restarts cannot be made",
-                pin_dir.display()
+                "{} is not on a bpf filesystem (it is on {}): the pins that keep enforcement \
+                 across restarts cannot be made, and the daemon refuses to start",
+                pin_dir.display(),
+                not.filesystem
             ),
-            format!(
-                "mount it: `mount -t bpf bpf {}` (systemd mounts {} at boot)",
-                parent.display(),
-                paths::BPFFS
-            ),
+            not.fix(),
         );
         return;
     }
