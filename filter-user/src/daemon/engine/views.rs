@@ -83,16 +83,21 @@ impl Engine {
         a.list
             .orders
             .iter()
-            .zip(&a.compiled.states)
-            .map(|(o, (_, state))| self.row(a, o, *state))
+            .enumerate()
+            .map(|(index, o)| self.row(a, index, o))
             .collect()
     }
 
-    fn row(&self, a: &Applied, o: &Order, state: OrderState) -> report::OrderRow {
+    /// The row of `o`, the order at `index` in the list in force. Its rule number is
+    /// found by index: searching by id (`Compiled::rule_of_order`) walks every rule, and
+    /// did so for each of the orders.
+    fn row(&self, a: &Applied, index: usize, o: &Order) -> report::OrderRow {
+        let state = a.compiled.states[index].1;
         let counter = a
             .compiled
-            .rule_of_order(&o.id)
-            .and_then(|n| self.dataplane.maps().rule_counter(n).ok())
+            .rule_of_order
+            .get(index)
+            .and_then(|&n| self.dataplane.maps().rule_counter(n).ok())
             .unwrap_or_default();
         report::OrderRow {
             id: o.id.clone(),
@@ -114,7 +119,7 @@ impl Engine {
         let a = self.applied.as_ref()?;
         let (index, o) = a.list.orders.iter().enumerate().find(|(_, o)| o.id == id)?;
         Some(report::OrderDetail {
-            row: self.row(a, o, a.compiled.states[index].1),
+            row: self.row(a, index, o),
             prefix_list: o.prefixes.iter().map(|p| p.text.clone()).collect(),
             note: o.note.clone(),
         })
