@@ -6,7 +6,10 @@ use aya::{
     maps::{lpm_trie::Key, Array, LpmTrie, Map, MapData, MapError, PerCpuArray},
     Ebpf,
 };
-use filter_common::{maps as names, verdict, Counter, Entry, RedirectTarget, Rule};
+use filter_common::{
+    maps::{self as names, RULE_CAPACITY},
+    verdict, Counter, Entry, RedirectTarget, Rule,
+};
 
 use super::{batch, fastmaps::FastMaps, DataplaneError};
 use crate::prefix::{Family, Prefix};
@@ -366,7 +369,31 @@ impl Maps {
             names::RULE_STATS,
             format!("rule {number}"),
         ))?;
-        Ok(sum(values.iter()))
+        Ok(sum(values.iter().copied()))
+    }
+
+    /// Packets and bytes of rules `0..count` (at most the map's [`RULE_CAPACITY`]),
+    /// indexed by rule number, summed over CPUs: read in batches of elements, a few
+    /// system calls for all, where [`Maps::rule_counter`] takes one per rule.
+    pub fn rule_counters(&self, count: u32) -> Result<Vec<Counter>, DataplaneError> {
+        let count = count.min(RULE_CAPACITY);
+        summed(&self.rule_stats, names::RULE_STATS, count, |n| {
+            format!("rule {n}")
+        })
+    }
+
+    /// [`Maps::rule_counters`] by batch lookups only: `None` where the kernel has no
+    /// batch lookups for per-CPU arrays (before 5.6), where `rule_counters` reads the
+    /// rules one by one instead.
+    pub fn rule_counters_batched(
+        &self,
+        count: u32,
+    ) -> Result<Option<Vec<Counter>>, DataplaneError> {
+        summed_batched(
+            &self.rule_stats,
+            names::RULE_STATS,
+            count.min(RULE_CAPACITY),
+        )
     }
 
     /// Zeroes the counters of rule `number` (before the slot is given to a new order).
@@ -451,16 +478,11 @@ impl Maps {
 
     /// Packets and bytes per verdict, summed over CPUs, indexed by `verdict` constants.
     pub fn verdict_counters(&self) -> Result<[Counter; verdict::COUNT as usize], DataplaneError> {
-        let stats = per_cpu(&self.verdicts, names::VERDICT_STATS)?;
+        let read = summed(&self.verdicts, names::VERDICT_STATS, verdict::COUNT, |i| {
+            verdict::NAMES[i as usize].to_string()
+        })?;
         let mut out = [Counter::default(); verdict::COUNT as usize];
-        for (index, slot) in out.iter_mut().enumerate() {
-            let values = stats.get(&(index as u32), 0).map_err(map_err(
-                "reading",
-                names::VERDICT_STATS,
-                verdict::NAMES[index],
-            ))?;
-            *slot = sum(values.iter());
-        }
+        out.copy_from_slice(&read);
         Ok(out)
     }
 
@@ -492,11 +514,74 @@ fn push_key(keys: &mut Vec<u8>, prefix: &Prefix) {
     keys.extend_from_slice(&prefix.addr_bytes());
 }
 
-fn sum<'a>(values: impl Iterator<Item = &'a Counter>) -> Counter {
+fn sum(values: impl Iterator<Item = Counter>) -> Counter {
     values.fold(Counter::default(), |acc, c| Counter {
         packets: acc.packets + c.packets,
         bytes: acc.bytes + c.bytes,
     })
+}
+
+/// Elements `0..count` of the per-CPU counter array `map`, each summed over CPUs: in
+/// batches, or one element at a time (`what` names one in errors) where the kernel has
+/// no batch lookups for the map.
+fn summed(
+    map: &Map,
+    name: &'static str,
+    count: u32,
+    what: impl Fn(u32) -> String,
+) -> Result<Vec<Counter>, DataplaneError> {
+    if let Some(out) = summed_batched(map, name, count)? {
+        return Ok(out);
+    }
+    let stats = per_cpu(map, name)?;
+    (0..count)
+        .map(|i| {
+            let values = stats
+                .get(&i, 0)
+                .map_err(map_err("reading", name, what(i)))?;
+            Ok(sum(values.iter().copied()))
+        })
+        .collect()
+}
+
+/// [`summed`] by BPF_MAP_LOOKUP_BATCH; `None` where the kernel has none for the map.
+fn summed_batched(
+    map: &Map,
+    name: &'static str,
+    count: u32,
+) -> Result<Option<Vec<Counter>>, DataplaneError> {
+    let cpus = aya::util::nr_cpus().map_err(|(_, e)| DataplaneError::Map {
+        op: "counting CPUs for",
+        map: name,
+        what: "the counters".into(),
+        source: Box::new(MapError::SyscallError(aya::sys::SyscallError {
+            call: "nr_cpus",
+            io_error: e,
+        })),
+    })?;
+    // The kernel copies a per-CPU element as one value per possible CPU, each rounded
+    // up to 8 bytes.
+    let stride = size_of::<Counter>().next_multiple_of(8);
+    let word = |b: &[u8], at: usize| u64::from_ne_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+    let mut out = vec![Counter::default(); count as usize];
+    let read = batch::lookup_array(batch::map_data(map).fd(), count, stride * cpus, |i, v| {
+        if let Some(slot) = out.get_mut(i as usize) {
+            *slot = sum(v.chunks_exact(stride).map(|c| Counter {
+                packets: word(c, std::mem::offset_of!(Counter, packets)),
+                bytes: word(c, std::mem::offset_of!(Counter, bytes)),
+            }));
+        }
+    });
+    match read {
+        Ok(()) => Ok(Some(out)),
+        Err(e) if batch::unsupported(&e) => Ok(None),
+        Err(e) => Err(map_err("reading", name, "the counters")(
+            MapError::SyscallError(aya::sys::SyscallError {
+                call: "BPF_MAP_LOOKUP_BATCH",
+                io_error: e,
+            }),
+        )),
+    }
 }
 
 fn per_cpu<'a>(

@@ -6,14 +6,15 @@
 //! - `classify`: classification cost per packet, filter against a plain LPM trie;
 //! - `throughput`: frames per second through a veth pair, against a drop-all ceiling
 //!   and nftables;
-//! - `sync`: loading and changing a million prefixes, a single CLI change, memory,
-//!   scraping the counters of 10,000 orders;
+//! - `sync`: loading and changing a million prefixes, a single CLI change, memory;
+//! - `scrape`: reading the counters of 10,000 orders (`/metrics`, `borderfilter stats`);
 //! - `report`: the table and `target/bench/report.json`.
 
 mod classify;
 mod lists;
 mod netns;
 mod report;
+mod scrape;
 mod sync;
 mod throughput;
 
@@ -43,12 +44,12 @@ fn main() -> anyhow::Result<()> {
             "--only" => {
                 only = Some(
                     args.next()
-                        .context("--only needs classify, throughput or sync")?,
+                        .context("--only needs classify, throughput, sync or scrape")?,
                 )
             }
             "--out" => out = PathBuf::from(args.next().context("--out needs a path")?),
             "-h" | "--help" => {
-                println!("usage: borderfilter-bench [--quick] [--only classify|throughput|sync] [--out PATH]   (as root; see docs/benchmarks.md)");
+                println!("usage: borderfilter-bench [--quick] [--only classify|throughput|sync|scrape] [--out PATH]   (as root; see docs/benchmarks.md)");
                 return Ok(());
             }
             other => anyhow::bail!("unknown argument {other:?} (try --help)"),
@@ -70,8 +71,8 @@ fn main() -> anyhow::Result<()> {
 
     let mut report = report::Report::new(quick);
     if let Some(part) = &only {
-        if !["classify", "throughput", "sync"].contains(&part.as_str()) {
-            anyhow::bail!("--only {part:?}: expected classify, throughput or sync");
+        if !["classify", "throughput", "sync", "scrape"].contains(&part.as_str()) {
+            anyhow::bail!("--only {part:?}: expected classify, throughput, sync or scrape");
         }
     }
     let runs = |part: &str| only.as_deref().is_none_or(|o| o == part);
@@ -84,8 +85,12 @@ fn main() -> anyhow::Result<()> {
         report.throughput = throughput::run(&options)?;
     }
     if runs("sync") {
-        eprintln!("syncs, memory and scrapes...");
+        eprintln!("syncs and memory...");
         report.sync = Some(sync::run(&options)?);
+    }
+    if runs("scrape") {
+        eprintln!("reading the counters of 10,000 orders...");
+        report.scrape = Some(scrape::run(&options)?);
     }
     report.evaluate();
     print!("{}", report.table());

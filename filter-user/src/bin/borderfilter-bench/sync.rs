@@ -1,11 +1,10 @@
-//! Syncs at scale, memory, and scrapes: a million IPv4 prefixes into an empty filter,
-//! a 1% change to them, single `borderfilter block add` commands against the running
-//! daemon (until the data plane blocks), kernel memory per prefix, and reading the
-//! counters of 10,000 orders over HTTP.
+//! Syncs at scale and memory: a million IPv4 prefixes into an empty filter, a 1% change
+//! to them, single `borderfilter block add` commands against the running daemon (until
+//! the data plane blocks), kernel memory per prefix. The daemon helpers here serve
+//! `scrape.rs` too.
 
 use std::{
-    io::{Read, Write},
-    net::TcpStream,
+    io::Read,
     path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -47,18 +46,16 @@ pub struct Sync {
     pub memory_bytes: u64,
     pub memory_bytes_per_prefix: f64,
     pub memory_by_map: Vec<(String, u64)>,
-    pub scrape_orders: usize,
-    pub scrape_median_ms: f64,
 }
 
-fn order_json(id: &str, prefixes: &[String]) -> String {
+pub fn order_json(id: &str, prefixes: &[String]) -> String {
     format!(
         "{{\"id\": \"{id}\", \"authority\": \"Bench Court\", \"issued\": \"2026-01-01\", \"action\": \"drop\", \"prefixes\": [{}]}}",
         prefixes.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(",")
     )
 }
 
-fn list_json(orders: &[String]) -> String {
+pub fn list_json(orders: &[String]) -> String {
     format!(
         "{{\"version\": 1, \"orders\": [\n{}\n]}}\n",
         orders.join(",\n")
@@ -115,7 +112,7 @@ fn pipeline(path: &Path, dp: &mut Dataplane, out: &mut Sync) -> anyhow::Result<f
     Ok(total.elapsed().as_secs_f64())
 }
 
-struct Daemon(Child);
+pub struct Daemon(Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
@@ -124,7 +121,7 @@ impl Drop for Daemon {
     }
 }
 
-fn start_daemon(
+pub fn start_daemon(
     options: &Options,
     name: &str,
     orders: &Path,
@@ -173,11 +170,11 @@ fn start_daemon(
     Ok((daemon, socket, pins))
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
-fn mount_bpffs() -> anyhow::Result<()> {
+pub fn mount_bpffs() -> anyhow::Result<()> {
     let mounted = std::fs::read_to_string("/proc/self/mountinfo")?
         .lines()
         .any(|l| l.split_whitespace().nth(4) == Some("/sys/fs/bpf"));
@@ -188,7 +185,7 @@ fn mount_bpffs() -> anyhow::Result<()> {
 }
 
 /// Detaches the filter a benchmark daemon left pinned in `pins` (and its maps).
-fn detach(options: &Options, pins: &Path) {
+pub fn detach(options: &Options, pins: &Path) {
     let _ = Command::new(&options.borderfilter)
         .args(["detach", "--yes", "--pin-dir"])
         .arg(pins)
@@ -298,46 +295,6 @@ pub fn run(options: &Options) -> anyhow::Result<Sync> {
     );
     eprintln!("  block add until the data plane blocks: median {:.1} ms, p99 {:.1} ms ({tries} tries, 1M prefixes loaded)", out.block_add_median_ms, out.block_add_p99_ms);
     drop(probe);
-    drop(daemon);
-    detach(options, &pins);
-
-    // Scraping the counters of 10,000 orders.
-    out.scrape_orders = 10_000;
-    let orders: Vec<String> = (0..out.scrape_orders)
-        .map(|i| {
-            order_json(
-                &format!("ORDER-{i}"),
-                &[format!("240.{}.{}.{}", i >> 16, (i >> 8) & 0xff, i & 0xff)],
-            )
-        })
-        .collect();
-    let scrape_list = options.work_dir.join("orders-10k.json");
-    std::fs::write(&scrape_list, list_json(&orders))?;
-    let (daemon, _, pins) = start_daemon(
-        options,
-        "scrape",
-        &scrape_list,
-        &["--metrics", "127.0.0.1:19797"],
-    )?;
-    let mut times = Vec::new();
-    for _ in 0..10 {
-        let started = Instant::now();
-        let mut s = TcpStream::connect("127.0.0.1:19797")?;
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")?;
-        let mut body = Vec::new();
-        s.read_to_end(&mut body)?;
-        times.push(started.elapsed().as_secs_f64() * 1e3);
-        anyhow::ensure!(
-            String::from_utf8_lossy(&body).contains("ORDER-9999"),
-            "the scrape misses orders"
-        );
-    }
-    times.sort_by(|a, b| a.total_cmp(b));
-    out.scrape_median_ms = percentile(&times, 0.5);
-    eprintln!(
-        "  scrape of 10,000 orders: median {:.1} ms",
-        out.scrape_median_ms
-    );
     drop(daemon);
     detach(options, &pins);
     Ok(out)

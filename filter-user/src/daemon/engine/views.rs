@@ -14,7 +14,7 @@ use crate::{
     prefix::{Family, Prefix},
     semantics::{self, Decision},
 };
-use filter_common::{action, types};
+use filter_common::{action, types, verdict, Counter};
 
 impl Engine {
     pub fn status(&self) -> report::Status {
@@ -83,38 +83,60 @@ impl Engine {
         a.list
             .orders
             .iter()
-            .zip(&a.compiled.states)
-            .map(|(o, (_, state))| self.row(a, o, *state))
+            .zip(self.order_counters())
+            .enumerate()
+            .map(|(index, (o, counter))| row(a, index, o, counter))
             .collect()
     }
 
-    fn row(&self, a: &Applied, o: &Order, state: OrderState) -> report::OrderRow {
-        let counter = a
-            .compiled
-            .rule_of_order(&o.id)
-            .and_then(|n| self.dataplane.maps().rule_counter(n).ok())
+    /// The packets and bytes of each order of the list in force, in list order (zero
+    /// where they cannot be read). The rule statistics of all orders are read together,
+    /// up to the highest rule number in use, in a few batch system calls: one read per
+    /// order made most of a scrape's time with 10,000 orders. Each order's rule number
+    /// is taken by its index in the list: searching the rules for its id, for each
+    /// order, cost time quadratic in the number of orders.
+    pub fn order_counters(&self) -> Vec<Counter> {
+        let Some(a) = &self.applied else {
+            return Vec::new();
+        };
+        let numbers = &a.compiled.rule_of_order;
+        let count = numbers.iter().max().map_or(0, |n| n + 1);
+        let by_rule = self
+            .dataplane
+            .maps()
+            .rule_counters(count)
             .unwrap_or_default();
-        report::OrderRow {
-            id: o.id.clone(),
-            state: state.to_string(),
-            action: o.action.to_string(),
-            direction: o.direction().to_string(),
-            authority: o.authority.clone(),
-            basis: o.basis.clone(),
-            issued: o.issued.text.clone(),
-            valid_from: o.valid_from.as_ref().map(|v| v.text.clone()),
-            expires: o.expires.as_ref().map(|v| v.text.clone()),
-            prefixes: o.prefixes.len(),
-            packets: counter.packets,
-            bytes: counter.bytes,
-        }
+        (0..a.list.orders.len())
+            .map(|index| {
+                numbers
+                    .get(index)
+                    .and_then(|&n| by_rule.get(n as usize))
+                    .copied()
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// Packets and bytes per verdict, summed over CPUs (none if they cannot be read).
+    pub fn verdict_counters(&self) -> Vec<(&'static str, Counter)> {
+        self.dataplane
+            .maps()
+            .verdict_counters()
+            .map(|v| verdict::NAMES.iter().copied().zip(v).collect())
+            .unwrap_or_default()
     }
 
     pub fn order(&self, id: &str) -> Option<report::OrderDetail> {
         let a = self.applied.as_ref()?;
         let (index, o) = a.list.orders.iter().enumerate().find(|(_, o)| o.id == id)?;
+        let counter = a
+            .compiled
+            .rule_of_order
+            .get(index)
+            .and_then(|&n| self.dataplane.maps().rule_counter(n).ok())
+            .unwrap_or_default();
         Some(report::OrderDetail {
-            row: self.row(a, o, a.compiled.states[index].1),
+            row: row(a, index, o, counter),
             prefix_list: o.prefixes.iter().map(|p| p.text.clone()).collect(),
             note: o.note.clone(),
         })
@@ -152,32 +174,32 @@ impl Engine {
 
     pub fn stats(&self) -> report::Stats {
         let now = OffsetDateTime::now_utc();
-        let orders = self
-            .orders()
+        let orders = match &self.applied {
+            Some(a) => a
+                .list
+                .orders
+                .iter()
+                .zip(&a.compiled.states)
+                .zip(self.order_counters())
+                .map(|((o, (_, state)), c)| report::OrderStat {
+                    id: o.id.clone(),
+                    action: o.action.to_string(),
+                    state: state.to_string(),
+                    packets: c.packets,
+                    bytes: c.bytes,
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let verdicts = self
+            .verdict_counters()
             .into_iter()
-            .map(|r| report::OrderStat {
-                id: r.id,
-                action: r.action,
-                state: r.state,
-                packets: r.packets,
-                bytes: r.bytes,
+            .map(|(name, c)| report::VerdictStat {
+                verdict: name.into(),
+                packets: c.packets,
+                bytes: c.bytes,
             })
             .collect();
-        let verdicts = self
-            .dataplane
-            .maps()
-            .verdict_counters()
-            .map(|v| {
-                v.iter()
-                    .enumerate()
-                    .map(|(i, c)| report::VerdictStat {
-                        verdict: filter_common::verdict::NAMES[i].into(),
-                        packets: c.packets,
-                        bytes: c.bytes,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
         report::Stats {
             at: rfc3339(now),
             at_unix_ms: (now.unix_timestamp_nanos() / 1_000_000) as u64,
@@ -200,6 +222,25 @@ impl Engine {
         let log = &self.config.audit_log;
         let records = audit::read(log, None, None).map_err(|e| error_chain(&e))?;
         Ok(audit::query::history(log, &records, query, since))
+    }
+}
+
+/// The row of `o`, the order at `index` in the list in force, with its counter.
+fn row(a: &Applied, index: usize, o: &Order, counter: Counter) -> report::OrderRow {
+    let state = a.compiled.states[index].1;
+    report::OrderRow {
+        id: o.id.clone(),
+        state: state.to_string(),
+        action: o.action.to_string(),
+        direction: o.direction().to_string(),
+        authority: o.authority.clone(),
+        basis: o.basis.clone(),
+        issued: o.issued.text.clone(),
+        valid_from: o.valid_from.as_ref().map(|v| v.text.clone()),
+        expires: o.expires.as_ref().map(|v| v.text.clone()),
+        prefixes: o.prefixes.len(),
+        packets: counter.packets,
+        bytes: counter.bytes,
     }
 }
 
