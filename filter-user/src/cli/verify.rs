@@ -19,7 +19,7 @@ use crate::{
     error_chain,
     fastpath::FastState,
     orders::{
-        file,
+        file, journal,
         validate::{check, Policy, RedirectTarget},
     },
     prefix::{Family, Prefix},
@@ -161,8 +161,10 @@ fn compare(
     held: &Snapshot,
     verdict: &mut Verdict,
 ) {
-    let bytes = match file::read(orders, max_bytes) {
-        Ok(b) => b,
+    // The file with the CLI edits its journal still holds (a daemon killed before it
+    // wrote them into the file): what the daemon enforces.
+    let bytes = match journal::read_with_journal(orders, max_bytes) {
+        Ok(r) => r.bytes,
         Err(e) => {
             verdict
                 .list_errors

@@ -68,9 +68,16 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     let (changed_tx, mut changed) = mpsc::channel(1);
     let name = source.name();
     let origin = source.origin();
-    let engine: Shared = Arc::new(Mutex::new(
-        tokio::task::spawn_blocking(move || Engine::start(config, Box::new(source))).await??,
-    ));
+    let started =
+        tokio::task::spawn_blocking(move || Engine::start(config, Box::new(source))).await?;
+    let engine: Shared = match started {
+        Ok(e) => Arc::new(Mutex::new(e)),
+        Err(e) => {
+            // Refused before it served anything: leave no socket behind.
+            let _ = std::fs::remove_file(&socket);
+            return Err(e);
+        }
+    };
     // Watched once the engine has read it: a change from now on is a change to apply.
     blocking(&engine, move |e| e.watch_source(changed_tx)).await;
     log::info!("control socket {}; following {name}", socket.display());
@@ -114,5 +121,8 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         }
     }
     let _ = std::fs::remove_file(&socket);
+    // CLI edits are durable in the journal already; writing them into the file now
+    // saves the next start from making them again.
+    blocking(&engine, |e| e.flush_source()).await;
     Ok(())
 }

@@ -175,6 +175,11 @@ pub fn stage(path: &Path, contents: &[u8]) -> Result<PathBuf, FileError> {
 /// syncs the directory, so that the rename survives a crash.
 pub fn put_in_place(staged: &Path, path: &Path) -> Result<(), FileError> {
     fs::rename(staged, path).map_err(write_error("renaming the new list to", path))?;
+    sync_directory_of(path)
+}
+
+/// Syncs the directory of `path`, so that a rename or removal in it survives a crash.
+pub fn sync_directory_of(path: &Path) -> Result<(), FileError> {
     File::open(directory_of(path))
         .and_then(|d| d.sync_all())
         .map_err(write_error("syncing the directory of", path))

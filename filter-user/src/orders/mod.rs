@@ -6,13 +6,17 @@
 //! - `validate`: the rules that depend on the deployment (protected ranges, capacity);
 //! - `window`: when an order is in force;
 //! - `file`: reading the file defensively and writing it atomically;
-//! - `edit`: the changes the CLI makes.
+//! - `edit`: the changes the CLI makes;
+//! - `text`: the file's text kept in pieces, so that an edit re-serializes one order;
+//! - `journal`: edits acknowledged before the file is rewritten.
 
 pub mod edit;
 pub mod file;
+pub mod journal;
 pub mod json;
 pub mod parse;
 pub mod problem;
+pub mod text;
 pub mod validate;
 pub mod window;
 

@@ -23,7 +23,9 @@ use crate::{
     error_chain,
     orders::{
         edit::{Done, Edit, EditError},
-        file, validate,
+        file,
+        text::ListText,
+        validate,
     },
     sync::{Plan, Snapshot},
 };
@@ -158,8 +160,13 @@ impl Engine {
         if matches!(edit, Edit::RemoveOrder { .. }) || self.held.is_none() || self.rebuild_fast {
             return None;
         }
-        let current = self.source.revision()?;
-        if self.applied.as_ref()?.revision != Some(current) {
+        let current = self.source.revision();
+        if current.is_none() || self.applied.as_ref()?.revision != current {
+            log::debug!(
+                "CLI edit on the whole list: {} changed since the list in force was read ({:?} -> {current:?})",
+                self.source.name(),
+                self.applied.as_ref()?.revision
+            );
             return None;
         }
         let started = Clock::now();
@@ -179,6 +186,10 @@ impl Engine {
         started: Clock,
     ) -> Result<Outcome, Fallback> {
         let now = OffsetDateTime::now_utc();
+        // The text of the list before the edit, once; each edit then updates it.
+        if applied.text.is_none() {
+            applied.text = Some(ListText::new(&applied.list));
+        }
         let done = match edit.apply_in_place(&mut applied.list) {
             Ok(d) => d,
             Err(EditError::Invalid(problems)) => {
@@ -286,11 +297,22 @@ impl Engine {
         };
         plan.update(self.held.as_mut().expect("checked by the caller"));
 
-        // Enforced; now make it durable.
-        let text = applied.list.to_json();
-        let sha256 = file::digest(text.as_bytes());
-        let written = self.source.replace(text.as_bytes(), applied.revision);
+        // Enforced; now make it durable: the list's text, updated where the edit touched
+        // it, and the edit itself committed to the source (a journal line for the file).
+        let enforced_in = started.elapsed();
+        let text = applied.text.as_mut().expect("made above");
+        text.update(&applied.list, &done);
+        let sha256 = text.sha256().to_string();
+        let written =
+            self.source
+                .commit_edit(edit, &applied.sha256, text, applied.revision.clone());
+        log::debug!(
+            "CLI edit: enforced in {enforced_in:?}, durable in {:?} ({} bytes of list)",
+            started.elapsed(),
+            text.len()
+        );
         if let Err(failure) = written {
+            applied.text = None;
             revert(applied, done);
             let back = applied.compiled.entries_of(entries.keys());
             let held = self.held.as_ref().expect("just updated");

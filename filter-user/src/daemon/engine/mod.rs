@@ -32,6 +32,7 @@ use crate::{
     dataplane::{Attachment, Dataplane, LoadOptions},
     error_chain,
     orders::{
+        text::ListText,
         validate::{Policy, RedirectTarget},
         window::rfc3339,
         OrderList, Problems,
@@ -52,6 +53,9 @@ struct Applied {
     warnings: Vec<String>,
     /// The source's revision when it held this list (`None` if it changed while read).
     revision: Option<Revision>,
+    /// The list's text in pieces, made at the first CLI edit and kept up to date by the
+    /// edits after it (`None`: make it again).
+    text: Option<ListText>,
 }
 
 /// What bringing the data plane to a list did.
@@ -217,6 +221,11 @@ impl Engine {
     /// Where the list comes from, for messages.
     pub fn source_name(&self) -> String {
         self.source.name()
+    }
+
+    /// Waits (a few seconds at most) until acknowledged CLI edits are written whole.
+    pub fn flush_source(&self) {
+        self.source.flush();
     }
 
     /// Starts telling `changed` when the source's list may have changed; tells it at once

@@ -22,7 +22,7 @@ use crate::{
     },
     error_chain,
     orders::{
-        file, validate,
+        validate,
         window::{next_change, rfc3339},
         Order, OrderList,
     },
@@ -40,13 +40,15 @@ pub(super) struct SourceList {
     pub sha256: String,
     pub warnings: Vec<String>,
     pub revision: Option<Revision>,
+    /// The list's text, when the source holds it only in part: to write back once applied.
+    pub persist: Option<Vec<u8>>,
 }
 
 /// What reading the source found.
 pub(super) enum Read {
     List(SourceList),
-    /// The same bytes as the list in force.
-    Same(String, Option<Revision>),
+    /// The same bytes as the list in force (the source's revision, and what to write back).
+    Same(String, Option<Revision>, Option<Vec<u8>>),
 }
 
 /// Why the list in the source cannot be applied.
@@ -76,21 +78,25 @@ impl Engine {
             sha256: None,
             problems: vec![format!("error: {}", error_chain(&e))],
         })?;
-        let sha256 = file::digest(&version.bytes);
+        let sha256 = version.sha256;
+        let persist = version.persist.then(|| version.bytes.clone());
         if same_ok && self.held.is_some() {
             if let Some(a) = &self.applied {
                 if a.sha256 == sha256 {
-                    return Ok(Read::Same(sha256, version.revision));
+                    return Ok(Read::Same(sha256, version.revision, persist));
                 }
             }
         }
         let (list, problems) = validate::check(&version.bytes, &self.policy());
+        let mut warnings = version.notes;
+        warnings.extend(lines(&problems));
         match list {
             Some(list) => Ok(Read::List(SourceList {
                 list,
                 sha256,
-                warnings: lines(&problems),
+                warnings,
                 revision: version.revision,
+                persist,
             })),
             None => Err(ListProblems {
                 sha256: Some(sha256),
@@ -116,9 +122,11 @@ impl Engine {
             sha256,
             warnings,
             revision,
+            persist,
         } = match self.read_list(same_ok) {
             Ok(Read::List(x)) => x,
-            Ok(Read::Same(sha256, revision)) => {
+            Ok(Read::Same(sha256, revision, persist)) => {
+                let revision = self.persist(persist, revision);
                 let a = self.applied.as_mut().expect("compared with it");
                 a.revision = revision;
                 self.refusal = None;
@@ -131,18 +139,40 @@ impl Engine {
             }
         };
         let outcome = self.install(list, sha256, origin, force, warnings);
-        if let Some(a) = self
-            .applied
-            .as_mut()
-            .filter(|_| matches!(outcome, Outcome::Applied(_) | Outcome::Unchanged(_)))
-        {
-            a.revision = revision;
+        if matches!(outcome, Outcome::Applied(_) | Outcome::Unchanged(_)) {
+            let revision = self.persist(persist, revision);
+            if let Some(a) = self.applied.as_mut() {
+                a.revision = revision;
+            }
         }
         match &outcome {
             Outcome::Refused(r) => self.refusal = Some(r.clone()),
             _ => self.refusal = None,
         }
         outcome
+    }
+
+    /// Writes back a list the source held only in part (`persist`), once it is applied;
+    /// returns the source's revision. If the write fails the source still holds the
+    /// list (in part) and it is written at the next change.
+    fn persist(
+        &mut self,
+        persist: Option<Vec<u8>>,
+        revision: Option<Revision>,
+    ) -> Option<Revision> {
+        let Some(bytes) = persist else {
+            return revision;
+        };
+        match self.source.replace(&bytes, revision) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                log::error!(
+                    "writing back {} failed ({e:?}); it is written at the next change",
+                    self.source.name()
+                );
+                None
+            }
+        }
     }
 
     /// Re-applies the list in force when an order's window opened or closed.
@@ -404,6 +434,7 @@ impl Engine {
             origin,
             warnings,
             revision: None,
+            text: None,
         });
         Outcome::Applied(report)
     }

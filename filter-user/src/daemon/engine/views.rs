@@ -10,7 +10,7 @@ use crate::{
     control::report,
     daemon::audit::{self, query::PrefixHistory, Record},
     error_chain,
-    orders::{file, window::rfc3339, Order, OrderList, OrderState, Side},
+    orders::{window::rfc3339, Order, OrderList, OrderState, Side},
     prefix::{Family, Prefix},
     semantics::{self, Decision},
 };
@@ -18,7 +18,7 @@ use filter_common::{action, types, verdict, Counter};
 
 impl Engine {
     pub fn status(&self) -> report::Status {
-        let file_state = self.source.read().map(|v| file::digest(&v.bytes));
+        let file_state = self.source.read().map(|v| v.sha256);
         let applied = self.applied.as_ref().map(|a| {
             let count = |s: OrderState| a.compiled.states.iter().filter(|(_, x)| *x == s).count();
             report::AppliedList {

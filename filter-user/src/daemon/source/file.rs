@@ -1,38 +1,76 @@
-//! The order list file on this router: read defensively, watched (inotify on its
-//! directory, which catches editors that replace the file by rename as well as in-place
-//! writes, backed by a once-a-second look at its identity for whatever inotify misses:
-//! network file systems, a directory replaced wholesale), and written back atomically.
+//! The order list file on this router: read defensively together with its journal of
+//! acknowledged CLI edits, watched (`watch`), and written back: whole and at once for a
+//! list replaced as a whole or a small list's CLI edit, through the journal and a writer
+//! thread (`compaction`) for a CLI edit to a large list, which is then durable in a
+//! millisecond or two however large the list is.
 
-use std::{
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use inotify::{Inotify, WatchMask};
 use tokio::sync::mpsc;
-use tokio_stream::StreamExt;
 
-use super::{ListSource, Revision, SourceError, Version, WriteFailure};
+use super::{
+    compaction::{self, lock, Pending, Shared, State},
+    watch, ListSource, Revision, SourceError, Version, WriteFailure,
+};
 use crate::{
     daemon::audit::Origin,
-    orders::file::{self, fingerprint, fingerprint_of, Fingerprint},
+    error_chain,
+    orders::{
+        edit::Edit,
+        file::{self, fingerprint},
+        journal,
+        text::ListText,
+    },
 };
 
-/// How often the file's identity is looked at, besides inotify.
-const LOOK_EVERY: Duration = Duration::from_secs(1);
+/// How long the daemon waits, when it stops, for acknowledged edits to be written whole.
+const FLUSH_FOR: Duration = Duration::from_secs(5);
+
+/// A list smaller than this is rewritten whole before a CLI edit is acknowledged (a few
+/// milliseconds), so the file itself is current whenever the CLI returns; a larger one
+/// through the journal. 1 MiB holds about 40,000 prefixes.
+pub const JOURNAL_ABOVE_BYTES: usize = 1 << 20;
 
 pub struct FileSource {
     path: PathBuf,
+    journal: PathBuf,
     max_bytes: u64,
+    shared: Shared,
 }
 
 impl FileSource {
+    /// The source for the list at `path`, with its writer thread.
     pub fn new(path: PathBuf, max_bytes: u64) -> Self {
-        Self { path, max_bytes }
+        let shared: Shared = Arc::default();
+        compaction::spawn(path.clone(), Arc::clone(&shared));
+        Self {
+            journal: journal::path_for(&path),
+            path,
+            max_bytes,
+            shared,
+        }
     }
 
-    fn fingerprint(&self) -> Option<Fingerprint> {
-        fingerprint(&self.path)
+    /// The revision the file holds now, as far as this process knows it.
+    fn revision_locked(&self, state: &State) -> Option<Revision> {
+        let now = fingerprint(&self.path)?;
+        if let Some(p) = &state.pending {
+            return Some(if p.base == now {
+                Revision::List(p.sha256.clone())
+            } else {
+                Revision::File(now)
+            });
+        }
+        Some(match &state.known {
+            Some((fp, sha)) if *fp == now => Revision::List(sha.clone()),
+            _ => Revision::File(now),
+        })
+    }
+
+    /// The file identity `base` stands for, if the file still has it.
+    fn base_file(&self, state: &State, base: Option<&Revision>) -> Option<file::Fingerprint> {
+        let now = fingerprint(&self.path)?;
+        (base.is_some() && self.revision_locked(state).as_ref() == base).then_some(now)
     }
 }
 
@@ -46,16 +84,63 @@ impl ListSource for FileSource {
     }
 
     fn revision(&self) -> Option<Revision> {
-        self.fingerprint().map(Revision::File)
+        self.revision_locked(&lock(&self.shared))
     }
 
     fn read(&self) -> Result<Version, SourceError> {
-        let before = self.fingerprint();
+        let mut state = lock(&self.shared);
+        if let Some(p) = &state.pending {
+            if fingerprint(&self.path) == Some(p.base) {
+                return Ok(Version {
+                    bytes: p.pieces.iter().flat_map(|x| x.bytes()).collect(),
+                    sha256: p.sha256.clone(),
+                    revision: Some(Revision::List(p.sha256.clone())),
+                    persist: false,
+                    notes: Vec::new(),
+                });
+            }
+        }
+        let before = fingerprint(&self.path);
         let bytes = file::read(&self.path, self.max_bytes)?;
-        let revision = before
-            .filter(|b| self.fingerprint() == Some(*b))
-            .map(Revision::File);
-        Ok(Version { bytes, revision })
+        let stable = before.filter(|b| fingerprint(&self.path) == Some(*b));
+        let lines = journal::read(&self.journal)?;
+        let replayed = journal::replay(bytes, &lines);
+        let sha256 = file::digest(&replayed.bytes);
+        let persist = replayed.made > 0 || !replayed.skipped.is_empty();
+        for note in &replayed.skipped {
+            log::warn!("{}: {note}", self.journal.display());
+        }
+        let revision = match (stable, persist) {
+            (Some(fp), false) => {
+                // The file holds every line of a journal left behind: it goes.
+                if !lines.is_empty() {
+                    if let Err(e) = journal::drop_first(&self.journal, &self.path, lines.len()) {
+                        log::warn!("{}", error_chain(&e));
+                    }
+                    state.lines = 0;
+                }
+                state.known = Some((fp, sha256.clone()));
+                Some(Revision::List(sha256.clone()))
+            }
+            (Some(fp), true) => {
+                log::info!(
+                    "{}: {} acknowledged CLI edit(s) not yet in {} made again on it",
+                    self.journal.display(),
+                    replayed.made,
+                    self.path.display()
+                );
+                state.lines = lines.len();
+                Some(Revision::File(fp))
+            }
+            (None, _) => None,
+        };
+        Ok(Version {
+            bytes: replayed.bytes,
+            sha256,
+            revision,
+            persist,
+            notes: replayed.skipped,
+        })
     }
 
     fn replace(
@@ -63,119 +148,61 @@ impl ListSource for FileSource {
         contents: &[u8],
         base: Option<Revision>,
     ) -> Result<Revision, WriteFailure> {
-        let Some(Revision::File(base)) = base else {
+        let mut state = lock(&self.shared);
+        let Some(base) = self.base_file(&state, base.as_ref()) else {
             return Err(WriteFailure::Changed);
         };
-        replace_unless_changed(&self.path, contents, base).map(Revision::File)
+        let written = compaction::replace_unless_changed(&self.path, contents, base)?;
+        let sha256 = file::digest(contents);
+        // The file holds everything now: what waited in the journal too.
+        state.pending = None;
+        state.known = Some((written, sha256.clone()));
+        if state.lines > 0 || self.journal.exists() {
+            journal::drop_first(&self.journal, &self.path, usize::MAX)
+                .map_err(|e| WriteFailure::Failed(e.into()))?;
+            state.lines = 0;
+        }
+        Ok(Revision::List(sha256))
+    }
+
+    fn commit_edit(
+        &mut self,
+        edit: &Edit,
+        base_sha256: &str,
+        text: &ListText,
+        base: Option<Revision>,
+    ) -> Result<Revision, WriteFailure> {
+        if text.len() < JOURNAL_ABOVE_BYTES {
+            return self.replace(&text.to_bytes(), base);
+        }
+        let mut state = lock(&self.shared);
+        let Some(file) = self.base_file(&state, base.as_ref()) else {
+            return Err(WriteFailure::Changed);
+        };
+        let line = journal::Line {
+            base: base_sha256.to_string(),
+            after: text.sha256().to_string(),
+            edit: edit.clone(),
+        };
+        journal::append(&self.journal, &self.path, &line)
+            .map_err(|e| WriteFailure::Failed(e.into()))?;
+        state.lines += 1;
+        state.pending = Some(Pending {
+            pieces: text.pieces(),
+            sha256: text.sha256().to_string(),
+            lines: state.lines,
+            base: file,
+        });
+        state.dirty = true;
+        self.shared.1.notify_all();
+        Ok(Revision::List(text.sha256().to_string()))
+    }
+
+    fn flush(&self) {
+        compaction::flush(&self.shared, FLUSH_FOR);
     }
 
     fn watch(&self, changed: mpsc::Sender<()>) {
-        if let Err(e) = spawn_inotify(&self.path, changed.clone()) {
-            log::warn!(
-                "cannot watch {} ({e}); relying on the once-a-second look",
-                self.path.display()
-            );
-        }
-        let path = self.path.clone();
-        tokio::spawn(async move {
-            let mut seen = fingerprint(&path);
-            let mut every = tokio::time::interval(LOOK_EVERY);
-            loop {
-                every.tick().await;
-                let now = fingerprint(&path);
-                if now != seen {
-                    seen = now;
-                    // A full channel means a sync is already due: nothing is lost.
-                    let _ = changed.try_send(());
-                }
-            }
-        });
+        watch::spawn(self.path.clone(), changed);
     }
-}
-
-/// Sends `()` on `changed` when inotify says the file at `path` may have changed.
-fn spawn_inotify(path: &Path, changed: mpsc::Sender<()>) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
-    let name = path.file_name().map(|n| n.to_os_string());
-    let inotify = Inotify::init()?;
-    inotify.watches().add(
-        &dir,
-        WatchMask::CLOSE_WRITE
-            | WatchMask::MOVED_TO
-            | WatchMask::MOVED_FROM
-            | WatchMask::CREATE
-            | WatchMask::DELETE
-            | WatchMask::ATTRIB,
-    )?;
-    let mut events = inotify.into_event_stream(vec![0u8; 4096])?;
-    tokio::spawn(async move {
-        while let Some(event) = events.next().await {
-            match event {
-                Ok(e) if e.name.as_deref() == name.as_deref() => {
-                    let _ = changed.try_send(());
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    log::warn!(
-                        "watching {}: {e}; relying on the once-a-second look",
-                        dir.display()
-                    );
-                    break;
-                }
-            }
-        }
-    });
-    Ok(())
-}
-
-/// Replaces the order list file with `contents` (atomically and durably, keeping its
-/// owner and mode) unless it changed since it had the fingerprint `base`, and returns
-/// the fingerprint of what it wrote. The new version is written and synced under
-/// another name first; the file is compared with `base` just before the rename that puts
-/// the new version in its place, so another writer's version can only be lost if it
-/// lands between a `stat` and a `rename`. The fingerprint returned is taken from the
-/// written file itself, so a version written just after this one is never mistaken for
-/// the daemon's own.
-fn replace_unless_changed(
-    path: &Path,
-    contents: &[u8],
-    base: Fingerprint,
-) -> Result<Fingerprint, WriteFailure> {
-    let unchanged = || {
-        let same = fingerprint(path) == Some(base);
-        if !same {
-            log::info!(
-                "{} changed while a CLI edit was being made: making the edit again on the new version",
-                path.display()
-            );
-        }
-        same
-    };
-    if !unchanged() {
-        return Err(WriteFailure::Changed);
-    }
-    // Written and synced under another name, with the list's owner and mode.
-    let staged = file::stage(path, contents).map_err(|e| WriteFailure::Failed(e.into()))?;
-    let result = (|| {
-        let written = std::fs::File::open(&staged)
-            .map_err(file::write_error("opening", &staged))
-            .map_err(|e| WriteFailure::Failed(e.into()))?;
-        if !unchanged() {
-            return Err(WriteFailure::Changed);
-        }
-        file::put_in_place(&staged, path).map_err(|e| WriteFailure::Failed(e.into()))?;
-        written
-            .metadata()
-            .map(|m| fingerprint_of(&m))
-            .map_err(file::write_error("reading the identity of", path))
-            .map_err(|e| WriteFailure::Failed(e.into()))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&staged);
-    }
-    result
 }

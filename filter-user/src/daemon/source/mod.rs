@@ -3,26 +3,43 @@
 //! today the file on the router (`file`); a fleet's shared store or a list of resolved
 //! domain names plug in beside it.
 
+mod compaction;
 pub mod file;
+mod watch;
 
 use tokio::sync::mpsc;
 
 use super::audit::Origin;
-use crate::orders::file::{FileError, Fingerprint};
+use crate::orders::{
+    edit::Edit,
+    file::{FileError, Fingerprint},
+    text::ListText,
+};
 
 /// Which version of the list a source holds: compared, never looked into, by the engine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Revision {
-    /// The order list file's identity (device, inode, size, times).
+    /// A list this process read or wrote, by its SHA-256, while the source still holds it
+    /// (the file may have been rewritten since with the same list).
+    List(String),
+    /// An order list file this process has not read or written in this form: its
+    /// identity (device, inode, size, times).
     File(Fingerprint),
 }
 
 /// A version of the list, as read.
 pub struct Version {
     pub bytes: Vec<u8>,
+    /// SHA-256 of `bytes`, in hex.
+    pub sha256: String,
     /// What it was read from; `None` when it changed while it was read (the next look
     /// at the source then sees a change and reads it again).
     pub revision: Option<Revision>,
+    /// The source holds this list only in part (edits acknowledged before the crash of an
+    /// earlier daemon, made again on the file): once applied, write it back whole.
+    pub persist: bool,
+    /// What reading found that did not stop it (a pending edit that no longer applies).
+    pub notes: Vec<String>,
 }
 
 /// Why a source could not be read or written.
@@ -59,6 +76,23 @@ pub trait ListSource: Send {
         contents: &[u8],
         base: Option<Revision>,
     ) -> Result<Revision, WriteFailure>;
+    /// Makes a CLI edit durable, unless the source no longer holds `base`: `edit`, made on
+    /// the list whose SHA-256 is `base_sha256`, gave `text`. Returns once the edit would
+    /// survive a crash; the source may write the whole list later. By default the whole
+    /// list is written at once.
+    fn commit_edit(
+        &mut self,
+        edit: &Edit,
+        base_sha256: &str,
+        text: &ListText,
+        base: Option<Revision>,
+    ) -> Result<Revision, WriteFailure> {
+        let _ = (edit, base_sha256);
+        self.replace(&text.to_bytes(), base)
+    }
+    /// Waits (a few seconds at most) until what `commit_edit` acknowledged is written
+    /// whole: before the daemon exits.
+    fn flush(&self) {}
     /// Starts telling `changed` whenever the list may have changed (a full channel
     /// means a look is already due). Runs on the daemon's runtime.
     fn watch(&self, changed: mpsc::Sender<()>);
