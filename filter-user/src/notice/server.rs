@@ -353,12 +353,16 @@ impl Connections {
                 Arc::clone(&self.permits).acquire_owned().await.ok()?
             }
         };
-        Some(Slot {
+        let slot = Slot {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             close: Arc::new(Notify::new()),
             connections: Arc::clone(self),
             _permit: permit,
-        })
+        };
+        // Waiting from the start, before its task first runs: a burst of connections
+        // must find the earlier ones of the burst to close.
+        slot.waiting();
+        Some(slot)
     }
 
     fn warn_full(&self) {
@@ -447,13 +451,13 @@ async fn accept_failed(e: &io::Error) {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
-/// One connection: read the request head, answer, let the client finish, close.
+/// One connection (its slot waiting): read the request head, answer, let the client
+/// finish, close.
 async fn connection(mut stream: TcpStream, slot: Slot, shared: Arc<Shared>) {
     let limits = shared.config.limits;
     let Ok(local) = stream.local_addr() else {
         return;
     };
-    slot.waiting();
     let mut head = Head::new(limits.max_header_bytes);
     let deadline = Instant::now() + limits.header_timeout;
     let end = tokio::select! {
