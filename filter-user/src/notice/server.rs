@@ -158,25 +158,39 @@ impl Server {
                 })?;
             http.push(listener);
         }
-        let mut reset = Vec::new();
+        let mut reset: Vec<TcpListener> = Vec::new();
         if let Some(port) = config.reset_port {
-            let ips: BTreeSet<IpAddr> = config
+            let mut ips: Vec<IpAddr> = config
                 .listen
                 .iter()
                 .filter(|a| port == 0 || a.port() != port)
                 .map(SocketAddr::ip)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
                 .collect();
+            // Wildcards first ([::], then 0.0.0.0): an address one of them already covers
+            // cannot be bound again on Linux, and need not be.
+            ips.sort_by_key(|ip| (!ip.is_unspecified(), ip.is_ipv4()));
             for ip in ips {
                 let addr = SocketAddr::new(ip, port);
-                let listener =
-                    TcpListener::bind(addr)
-                        .await
-                        .map_err(|source| NoticeError::Listen {
+                match TcpListener::bind(addr).await {
+                    Ok(listener) => reset.push(listener),
+                    Err(e)
+                        if e.kind() == io::ErrorKind::AddrInUse
+                            && reset
+                                .iter()
+                                .any(|l| l.local_addr().is_ok_and(|a| a.ip().is_unspecified())) =>
+                    {
+                        log::debug!("{addr}: covered by the wildcard reset listener ({e})");
+                    }
+                    Err(source) => {
+                        return Err(NoticeError::Listen {
                             what: "HTTPS resets; choose another --reset-port or --no-reset",
                             addr,
                             source,
-                        })?;
-                reset.push(listener);
+                        })
+                    }
+                }
             }
         }
         let list = initial_list(&config);
