@@ -44,7 +44,7 @@ use std::{
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
+    net::{TcpListener, TcpSocket, TcpStream},
     sync::{Notify, OwnedSemaphorePermit, Semaphore},
     task::JoinSet,
     time::{timeout, timeout_at, Instant},
@@ -66,6 +66,12 @@ pub const DEFAULT_RESET_PORT: u16 = 443;
 /// File descriptors kept free for everything but connections: listeners, the order list
 /// and templates being read, the runtime's own, standard streams.
 const RESERVED_FDS: u64 = 64;
+
+/// Connections the kernel queues until they are accepted (capped by
+/// `net.core.somaxconn`). Tokio's default, 128, fills within milliseconds when many
+/// clients connect at once (measured: one connection in 129 waited a second); the kernel
+/// then drops further SYNs, and those clients, real ones included, retry a second later.
+const BACKLOG: u32 = 4096;
 
 /// The limits that keep the server up under abuse (see the module comment).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,13 +155,11 @@ impl Server {
         config.limits.max_connections = fit_fd_limit(config.limits.max_connections);
         let mut http = Vec::new();
         for &addr in &config.listen {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| NoticeError::Listen {
-                    what: "HTTP",
-                    addr,
-                    source,
-                })?;
+            let listener = listen(addr).map_err(|source| NoticeError::Listen {
+                what: "HTTP",
+                addr,
+                source,
+            })?;
             http.push(listener);
         }
         let mut reset: Vec<TcpListener> = Vec::new();
@@ -173,7 +177,7 @@ impl Server {
             ips.sort_by_key(|ip| (!ip.is_unspecified(), ip.is_ipv4()));
             for ip in ips {
                 let addr = SocketAddr::new(ip, port);
-                match TcpListener::bind(addr).await {
+                match listen(addr) {
                     Ok(listener) => reset.push(listener),
                     Err(e)
                         if e.kind() == io::ErrorKind::AddrInUse
@@ -262,6 +266,20 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// A listening socket on `addr` with a deep [`BACKLOG`]. Like `TcpListener::bind`, it
+/// reuses the address (a restart does not wait for old connections to time out) and
+/// leaves an IPv6 wildcard accepting IPv4 where the system does.
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// A view of a running server.
