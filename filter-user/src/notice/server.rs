@@ -28,8 +28,11 @@
 //! - writing the answer to a client that does not read gives up after `header_timeout`.
 //!
 //! HTTPS cannot be answered (no certificate can name a blocked site): connections to the
-//! reset port are accepted and reset at once (`SO_LINGER` 0), so a browser shows an error
-//! at once instead of waiting for a timeout if a firewall would drop them.
+//! reset port are accepted and reset at once (`SO_LINGER` 0), so the browser reports an
+//! error at once (and an HTTPS-first browser falls back to `http://` and the page). The
+//! kernel's refusal of a port nobody listens on would be as fast, but a firewall that
+//! drops packets to closed ports leaves the browser waiting for its connect timeout; an
+//! explicit listener does not depend on that, and says in the log what it does.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
