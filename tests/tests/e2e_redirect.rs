@@ -1,10 +1,16 @@
 //! End to end: requests to addresses under a redirect order reach the block-notice host,
-//! which answers 451 naming the order; the real server never sees them. IPv4 and IPv6.
+//! which answers 451 naming the order, even to request lines a strict parser refuses, and
+//! resets HTTPS connections at once; the real server never sees them. IPv4 and IPv6.
 
-use std::time::Duration;
+use std::{
+    io::{ErrorKind, Read, Write},
+    net::{SocketAddr, TcpStream},
+    time::{Duration, Instant},
+};
 
 use borderfilter_tests::{
     daemon::Daemon,
+    netns::Netns,
     poll,
     topology::{order, order_list, Topology, NOTICE_IFACE, NOTICE_V4},
     traffic::{body, http_get, sock, tcp_connects, Listeners, TCP_PORT},
@@ -73,6 +79,27 @@ fn redirected_requests_get_the_notice_page_and_never_reach_the_server() {
             !text.contains("<b>") && !text.contains("%3Cb"),
             "request data is never echoed"
         );
+        // A raw `<` and `>` in the query, as some clients send it: hyper refused such
+        // request lines with an empty 400.
+        let (code, text) = http_get(
+            &t.client,
+            sock(addr, TCP_PORT),
+            "/some/path?q=<script>",
+            None,
+        )
+        .expect("an answer to a request line with a raw <");
+        assert_eq!(code, 451, "{text}");
+        assert!(
+            text.contains("R-1/2026") && !text.contains("<script>"),
+            "{text}"
+        );
+        let (ended, took) = https_attempt(&t.client, sock(addr, 443));
+        assert_eq!(
+            ended,
+            Some(ErrorKind::ConnectionReset),
+            "HTTPS to {addr}: the notice host resets the connection (not refused by the real server, not a timeout)"
+        );
+        assert!(took < Duration::from_secs(2), "HTTPS reset after {took:?}");
         let (code, text) =
             http_get(&t.client, sock(addr, TCP_PORT), "/", Some("text/plain")).expect("an answer");
         assert_eq!(code, 451);
@@ -136,6 +163,27 @@ fn redirected_requests_get_the_notice_page_and_never_reach_the_server() {
             .any(|l| l.starts_with("redirect") && !l.contains(" 0 ")),
         "redirects are counted:\n{stats}"
     );
+}
+
+/// How an HTTPS connection from `ns` to `to` ends when the client sends the start of a
+/// TLS ClientHello: the error that ended it (`None`: closed normally; `WouldBlock`: still
+/// open after 5 s), and how long that took.
+fn https_attempt(ns: &Netns, to: SocketAddr) -> (Option<ErrorKind>, Duration) {
+    ns.run(move || {
+        let started = Instant::now();
+        let mut s = match TcpStream::connect_timeout(&to, Duration::from_secs(5)) {
+            Ok(s) => s,
+            Err(e) => return (Some(e.kind()), started.elapsed()),
+        };
+        let _ = s.write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 512];
+        let ended = match s.read(&mut buf) {
+            Ok(_) => None,
+            Err(e) => Some(e.kind()),
+        };
+        (ended, started.elapsed())
+    })
 }
 
 #[test]

@@ -11,9 +11,9 @@ mod verify;
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{builder::TypedValueParser, Args, Parser, Subcommand};
 
-use crate::{dataplane::AttachMode, paths, prefix::Prefix};
+use crate::{dataplane::AttachMode, notice::server as notice, paths, prefix::Prefix};
 
 /// Exit status: the operation was refused or failed (the reason is on stderr).
 pub const EXIT_REFUSED: i32 = 1;
@@ -93,6 +93,12 @@ pub enum Command {
     Detach(DetachArgs),
     /// Run the block-notice host's web server: every HTTP request gets 451 and a page
     /// naming the order that blocks the address the client tried to reach.
+    ///
+    /// Every request that arrives is answered with the page, however malformed (no
+    /// version, stray characters, bytes that are not HTTP, oversized heads); nothing from
+    /// the request is put into the page. One answer per connection, then it is closed.
+    /// HTTPS cannot be answered (no certificate can name a blocked site): connections to
+    /// --reset-port on the same addresses are reset at once, so browsers fail fast.
     ///
     /// The notice host must accept traffic for addresses it does not own: add a local
     /// route for each redirected prefix (`ip route add local 198.51.100.0/24 dev lo`).
@@ -249,6 +255,37 @@ pub struct NoticeArgs {
     /// Largest order list file accepted, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = crate::orders::file::DEFAULT_MAX_BYTES)]
     pub max_list_bytes: u64,
+    /// Most connections open at once. When full, each new connection closes the one that
+    /// has waited longest for its client (idle, or sending its request slowly), so a flood
+    /// of idle connections cannot lock subscribers out. Lowered to fit the open files
+    /// limit, with a warning.
+    #[arg(long, value_name = "N", default_value_t = notice::DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000).map(|n: u32| n as usize))]
+    pub max_connections: usize,
+    /// Largest request head (request line and headers) read, in bytes. A longer head
+    /// still gets the page, chosen from what was read.
+    #[arg(long, value_name = "BYTES", default_value_t = notice::DEFAULT_MAX_HEADER_BYTES,
+          value_parser = clap::value_parser!(u32).range(256..=1_048_576).map(|n: u32| n as usize))]
+    pub max_header_bytes: usize,
+    /// Seconds a client has to send its whole request head, from the connection (not
+    /// between bytes: trickling does not extend it). Then it gets the page if it sent
+    /// anything, and the connection is closed. Also bounds writing the answer and reading
+    /// a body after it. A fraction is allowed: 2.5.
+    #[arg(long, value_name = "SECONDS", default_value_t = notice::Seconds(notice::DEFAULT_HEADER_TIMEOUT))]
+    pub header_timeout: notice::Seconds,
+    /// Bytes of a request body read and discarded after the answer (so that the client
+    /// receives the answer before the connection closes); past them the connection is
+    /// closed at once.
+    #[arg(long, value_name = "BYTES", default_value_t = notice::DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: u64,
+    /// Port whose connections are reset at once on each --listen address (HTTPS cannot
+    /// be answered; a reset makes the browser fail at once instead of waiting). 0 picks
+    /// a free port.
+    #[arg(long, value_name = "PORT", default_value_t = notice::DEFAULT_RESET_PORT)]
+    pub reset_port: u16,
+    /// Do not listen on --reset-port.
+    #[arg(long, conflicts_with = "reset_port")]
+    pub no_reset: bool,
 }
 
 #[derive(Debug, Args)]
@@ -434,6 +471,13 @@ pub fn execute(cli: Cli) -> i32 {
             templates: args.templates,
             blocked_by: args.blocked_by,
             max_list_bytes: args.max_list_bytes,
+            limits: crate::notice::Limits {
+                max_connections: args.max_connections,
+                max_header_bytes: args.max_header_bytes,
+                header_timeout: args.header_timeout.0,
+                max_body_bytes: args.max_body_bytes,
+            },
+            reset_port: (!args.no_reset).then_some(args.reset_port),
         })
         .map(|()| 0),
         Command::Check(CheckArgs {

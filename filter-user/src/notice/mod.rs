@@ -1,17 +1,22 @@
 //! `borderfilter notice`: the block-notice host's web server. Redirected packets arrive
 //! addressed to the blocked address itself; the server answers every request, whatever
-//! its host or path, with 451 Unavailable For Legal Reasons (RFC 7725) and a page naming
-//! the order that blocks the address the client tried to reach (the connection's local
-//! address), in Danish and English.
+//! its host, path or shape, with 451 Unavailable For Legal Reasons (RFC 7725) and a page
+//! naming the order that blocks the address the client tried to reach (the connection's
+//! local address), in Danish and English.
 //!
-//! - this file: the server and the order lookup;
+//! - this file: the order list (read at start, followed on disk) and the page for an
+//!   address;
+//! - `server`: listening, connections, limits, the HTTPS resets;
+//! - `request`: the tolerant reader of request heads;
 //! - `templates`: the pages and their placeholders.
 
+pub mod request;
+pub mod server;
 pub mod templates;
 
 use std::{
     collections::HashMap,
-    net::{IpAddr, SocketAddr},
+    net::IpAddr,
     path::PathBuf,
     sync::{Arc, RwLock},
     time::Duration,
@@ -20,35 +25,86 @@ use std::{
 use time::OffsetDateTime;
 
 use crate::{
-    http::{response, Body},
     orders::{
-        file,
+        journal,
         validate::{check, Policy},
         OrderList, Side,
     },
     semantics::{decide, Decision},
 };
+pub use server::{Handle, Limits, NoticeError, Server};
 use templates::Format;
 
 #[derive(Clone, Debug)]
 pub struct NoticeConfig {
-    pub listen: Vec<SocketAddr>,
+    /// The HTTP addresses; port 0 picks a free port (see [`Server::http_addrs`]).
+    pub listen: Vec<std::net::SocketAddr>,
     pub orders: PathBuf,
     pub templates: Option<PathBuf>,
     /// `Link: <URL>; rel="blocked-by"` (RFC 7725); `{authority}` in it is replaced by the
     /// order's authority, URL-encoded.
     pub blocked_by: Option<String>,
     pub max_list_bytes: u64,
+    /// Connections, sizes and timeouts that keep the server up under abuse.
+    pub limits: Limits,
+    /// The port on each listening address whose connections are reset at once (HTTPS:
+    /// no certificate can name a blocked site, see docs/redirect.md); `None` for none,
+    /// 0 for a free port.
+    pub reset_port: Option<u16>,
 }
 
 /// The list as last read; kept when a new version fails to validate.
-type Shared = Arc<RwLock<Option<OrderList>>>;
+type SharedList = Arc<RwLock<Option<OrderList>>>;
 
 fn load(config: &NoticeConfig) -> Result<OrderList, String> {
-    let bytes =
-        file::read(&config.orders, config.max_list_bytes).map_err(|e| crate::error_chain(&e))?;
+    // With the CLI edits a daemon on this host may still hold in the file's journal.
+    let bytes = journal::read_with_journal(&config.orders, config.max_list_bytes)
+        .map_err(|e| crate::error_chain(&e))?
+        .bytes;
     let (list, problems) = check(&bytes, &Policy::default());
     list.ok_or_else(|| problems.to_string())
+}
+
+/// The list at start; the server answers (naming no order) even when it cannot be read.
+fn initial_list(config: &NoticeConfig) -> SharedList {
+    Arc::new(RwLock::new(match load(config) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            log::error!(
+                "the order list {} cannot be used yet; pages name no order until it can:\n{e}",
+                config.orders.display()
+            );
+            None
+        }
+    }))
+}
+
+/// Follows the file: a changed list is used once it validates. Runs until dropped.
+async fn follow(list: SharedList, config: NoticeConfig) {
+    let mut seen = crate::orders::file::fingerprint(&config.orders);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let now = crate::orders::file::fingerprint(&config.orders);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let loaded = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || load(&config)).await
+        };
+        match loaded {
+            Ok(Ok(l)) => {
+                log::info!("reloaded the order list ({} orders)", l.orders.len());
+                *list.write().unwrap_or_else(|p| p.into_inner()) = Some(l);
+            }
+            Ok(Err(e)) => {
+                log::warn!("the changed order list is invalid; keeping the previous one:\n{e}")
+            }
+            Err(e) => log::warn!("reading the changed order list: {e}"),
+        }
+    }
 }
 
 fn percent_encode(text: &str) -> String {
@@ -62,18 +118,31 @@ fn percent_encode(text: &str) -> String {
         .collect()
 }
 
-/// The page for a request to `local` (the address the client tried to reach).
-pub fn page(
-    list: Option<&OrderList>,
-    local: IpAddr,
-    accept: &str,
-    config: &NoticeConfig,
-) -> hyper::Response<Body> {
-    let format = if accept.contains("text/plain") && !accept.contains("text/html") {
+/// Plain text when the client asks for it and not for HTML; HTML otherwise (browsers).
+/// `accept` is lowercased.
+fn format_for(accept: &str) -> Format {
+    if accept.contains("text/plain") && !accept.contains("text/html") {
         Format::Text
     } else {
         Format::Html
-    };
+    }
+}
+
+/// A notice page: always status 451.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page {
+    pub content_type: &'static str,
+    /// The value of the `Link` header (RFC 7725 `blocked-by`), when configured and an
+    /// order is named. Visible ASCII only, so it cannot break the response's framing.
+    pub link: Option<String>,
+    pub body: String,
+}
+
+/// The page for a request to `local` (the address the client tried to reach) with this
+/// `Accept` header (lowercased). Nothing else from the request is used: the page cannot
+/// reflect what a client sent.
+pub fn page(list: Option<&OrderList>, local: IpAddr, accept: &str, config: &NoticeConfig) -> Page {
+    let format = format_for(accept);
     let decision = list.map(|l| (l, decide(l, OffsetDateTime::now_utc(), local, Side::Dst)));
     let order = match &decision {
         Some((l, Decision::Order { order, .. })) => Some(&l.orders[*order]),
@@ -123,88 +192,98 @@ pub fn page(
         Format::Html => "text/html; charset=utf-8",
         Format::Text => "text/plain; charset=utf-8",
     };
-    let mut r = response(451, content_type, body);
-    if let (Some(link), Some(o)) = (&config.blocked_by, order) {
-        let url = link.replace("{authority}", &percent_encode(&o.authority));
-        if let Ok(value) =
-            hyper::header::HeaderValue::from_str(&format!("<{url}>; rel=\"blocked-by\""))
-        {
-            r.headers_mut().insert(hyper::header::LINK, value);
+    let link = match (&config.blocked_by, order) {
+        (Some(link), Some(o)) => {
+            let value = format!(
+                "<{}>; rel=\"blocked-by\"",
+                link.replace("{authority}", &percent_encode(&o.authority))
+            );
+            // The operator's URL goes into a header line: anything but visible ASCII
+            // (a line break above all) would break the response, so such a URL is left out.
+            value
+                .bytes()
+                .all(|b| b == b' ' || b.is_ascii_graphic())
+                .then_some(value)
         }
+        _ => None,
+    };
+    Page {
+        content_type,
+        link,
+        body,
     }
-    r
 }
 
+/// Runs the server until the process ends (the binary's entry point).
 pub fn run(config: NoticeConfig) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .build()?
-        .block_on(run_async(config))
+        .build()
+        .map_err(NoticeError::Runtime)?
+        .block_on(async move { Server::bind(config).await?.run().await })?;
+    Ok(())
 }
 
-async fn run_async(config: NoticeConfig) -> anyhow::Result<()> {
-    let list: Shared = Arc::new(RwLock::new(match load(&config) {
-        Ok(l) => Some(l),
-        Err(e) => {
-            log::error!(
-                "the order list {} cannot be used yet; pages name no order until it can:\n{e}",
-                config.orders.display()
-            );
-            None
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> NoticeConfig {
+        NoticeConfig {
+            listen: Vec::new(),
+            orders: PathBuf::from("/nonexistent"),
+            templates: None,
+            blocked_by: Some("https://example.invalid/o?a={authority}".into()),
+            max_list_bytes: 1 << 20,
+            limits: Limits::default(),
+            reset_port: None,
         }
-    }));
-    // Follow the file: a changed list is used once it validates.
-    {
-        let (list, config) = (Arc::clone(&list), config.clone());
-        tokio::spawn(async move {
-            let mut seen = crate::orders::file::fingerprint(&config.orders);
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                let now = crate::orders::file::fingerprint(&config.orders);
-                if now == seen {
-                    continue;
-                }
-                seen = now;
-                match load(&config) {
-                    Ok(l) => {
-                        log::info!("reloaded the order list ({} orders)", l.orders.len());
-                        *list.write().unwrap_or_else(|p| p.into_inner()) = Some(l);
-                    }
-                    Err(e) => log::warn!(
-                        "the changed order list is invalid; keeping the previous one:\n{e}"
-                    ),
-                }
-            }
-        });
     }
-    let mut servers = Vec::new();
-    for addr in &config.listen {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-        log::info!("answering every HTTP request on {addr} with the block notice (451)");
-        let (list, config) = (Arc::clone(&list), config.clone());
-        servers.push(tokio::spawn(crate::http::serve(
-            listener,
-            move |request, local: SocketAddr| {
-                let (list, config) = (Arc::clone(&list), config.clone());
-                async move {
-                    let accept = request
-                        .headers()
-                        .get(hyper::header::ACCEPT)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("")
-                        .to_string();
-                    let guard = list.read().unwrap_or_else(|p| p.into_inner());
-                    page(guard.as_ref(), local.ip().to_canonical(), &accept, &config)
-                }
-            },
-        )));
+
+    fn list() -> OrderList {
+        let text = r#"{"version": 1, "orders": [{"id": "R-1/2026", "authority": "Test Court",
+            "issued": "2026-01-02", "basis": "gambling", "action": "redirect",
+            "prefixes": ["198.51.100.0/24"]}]}"#;
+        let (list, problems) = check(text.as_bytes(), &Policy::default());
+        list.unwrap_or_else(|| panic!("the test list is invalid: {problems}"))
     }
-    for s in servers {
-        s.await?;
+
+    #[test]
+    fn the_page_names_the_order_for_the_local_address_in_the_format_asked() {
+        let (list, config) = (list(), config());
+        let blocked: IpAddr = "198.51.100.10".parse().unwrap();
+        let html = page(Some(&list), blocked, "", &config);
+        assert_eq!(html.content_type, "text/html; charset=utf-8");
+        assert!(
+            html.body.contains("R-1/2026") && html.body.contains("Spillemyndigheden"),
+            "{}",
+            html.body
+        );
+        assert_eq!(
+            html.link.as_deref(),
+            Some("<https://example.invalid/o?a=Test%20Court>; rel=\"blocked-by\"")
+        );
+        let text = page(Some(&list), blocked, "text/plain, */*", &config);
+        assert_eq!(text.content_type, "text/plain; charset=utf-8");
+        assert!(text.body.contains("Case: R-1/2026"), "{}", text.body);
+        assert_eq!(
+            page(Some(&list), blocked, "text/plain, text/html", &config).content_type,
+            "text/html; charset=utf-8"
+        );
+        // Not under an order, or no list: every field `-`, no Link.
+        for (list, addr) in [(Some(&list), "203.0.113.1"), (None, "198.51.100.10")] {
+            let p = page(list, addr.parse().unwrap(), "text/plain", &config);
+            assert!(p.body.contains("Case: -."), "{}", p.body);
+            assert_eq!(p.link, None);
+        }
     }
-    Ok(())
+
+    #[test]
+    fn a_link_that_would_break_the_header_is_left_out() {
+        let mut config = config();
+        config.blocked_by = Some("https://example.invalid/\r\nSet-Cookie: x".into());
+        let p = page(Some(&list()), "198.51.100.1".parse().unwrap(), "", &config);
+        assert_eq!(p.link, None);
+    }
 }
