@@ -1,6 +1,6 @@
-//! A small HTTP/1.1 server on hyper for the two things borderfilter serves: the metrics
-//! endpoint and the block-notice page. Handlers only read; nothing reachable over HTTP
-//! can change the filter.
+//! A small HTTP/1.1 server on hyper for the metrics endpoint and the health check.
+//! Handlers only read; nothing reachable over HTTP can change the filter. (The block-notice
+//! page has its own tolerant reader, `notice::request`: it must answer whatever reaches it.)
 
 use std::{convert::Infallible, future::Future, net::SocketAddr, time::Duration};
 
