@@ -138,6 +138,14 @@ impl Report {
                 ),
                 met: s.block_add_p99_ms <= 100.0,
             });
+            self.targets.push(Target {
+                what: "a single CLI change returns, durable, within 100 ms at p99".into(),
+                measured: format!(
+                    "p99 {:.1} ms (median {:.1} ms)",
+                    s.block_add_cli_p99_ms, s.block_add_cli_median_ms
+                ),
+                met: s.block_add_cli_p99_ms <= 100.0,
+            });
         }
         if let Some(s) = &self.scrape {
             self.targets.push(Target {
@@ -186,7 +194,7 @@ impl Report {
             s.load_total_s, s.load_check_s, s.load_compile_s, s.load_plan_s, s.load_apply_s, s.change_total_s
         );
             out += &format!(
-            "      block add until enforced: median {:.1} ms, p99 {:.1} ms over {} tries; until the command returns (file written and synced): median {:.1} ms, p99 {:.1} ms\n",
+            "      block add until enforced: median {:.1} ms, p99 {:.1} ms over {} tries; until the command returns (durable: journaled or written): median {:.1} ms, p99 {:.1} ms\n",
             s.block_add_median_ms, s.block_add_p99_ms, s.block_add_tries, s.block_add_cli_median_ms, s.block_add_cli_p99_ms
         );
             out += &format!(

@@ -40,7 +40,7 @@ pub struct Sync {
     pub block_add_tries: usize,
     pub block_add_median_ms: f64,
     pub block_add_p99_ms: f64,
-    /// Until the command returned (the file written and synced too).
+    /// Until the command returned (the edit durable: journaled, or the file written).
     pub block_add_cli_median_ms: f64,
     pub block_add_cli_p99_ms: f64,
     pub memory_bytes: u64,
@@ -290,7 +290,7 @@ pub fn run(options: &Options) -> anyhow::Result<Sync> {
     out.block_add_cli_median_ms = percentile(&cli_times, 0.5);
     out.block_add_cli_p99_ms = percentile(&cli_times, 0.99);
     eprintln!(
-        "  block add until the command returns (file written): median {:.1} ms, p99 {:.1} ms",
+        "  block add until the command returns (durable): median {:.1} ms, p99 {:.1} ms",
         out.block_add_cli_median_ms, out.block_add_cli_p99_ms
     );
     eprintln!("  block add until the data plane blocks: median {:.1} ms, p99 {:.1} ms ({tries} tries, 1M prefixes loaded)", out.block_add_median_ms, out.block_add_p99_ms);
