@@ -9,6 +9,7 @@ pub mod dataplane;
 pub mod fastpath;
 pub mod frame;
 pub mod http;
+pub mod jsonl;
 pub mod notice;
 pub mod orders;
 pub mod paths;

@@ -13,7 +13,7 @@
 
 use std::{
     fs::{self, OpenOptions},
-    io::{self, BufRead, BufReader, Write},
+    io,
     os::unix::fs::{MetadataExt, OpenOptionsExt},
     path::{Path, PathBuf},
 };
@@ -57,37 +57,24 @@ pub fn append(journal: &Path, orders: &Path, line: &Line) -> Result<(), FileErro
         // Best effort, as for the list itself: a non-root test may not own it.
         let _ = std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid()));
     }
-    let mut text = serde_json::to_vec(line).expect("journal lines always serialize");
-    text.push(b'\n');
-    f.write_all(&text)
-        .map_err(file::write_error("appending to", journal))?;
-    f.sync_data().map_err(file::write_error("syncing", journal))
+    crate::jsonl::append(&mut f, line).map_err(file::write_error("appending to", journal))
 }
 
 /// The journal's lines; none if there is no journal. A torn last line (a crash in the
 /// middle of an append, before the edit was acknowledged) is skipped.
 pub fn read(journal: &Path) -> Result<Vec<Line>, FileError> {
-    let f = match fs::File::open(journal) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(FileError::Open {
+    crate::jsonl::read(journal)
+        .map(Option::unwrap_or_default)
+        .map_err(|(op, source)| match op {
+            "opening" => FileError::Open {
                 path: journal.to_path_buf(),
                 source,
-            })
-        }
-    };
-    let mut out = Vec::new();
-    for line in BufReader::new(f).lines() {
-        let line = line.map_err(|source| FileError::Read {
-            path: journal.to_path_buf(),
-            source,
-        })?;
-        if let Ok(l) = serde_json::from_str(&line) {
-            out.push(l);
-        }
-    }
-    Ok(out)
+            },
+            _ => FileError::Read {
+                path: journal.to_path_buf(),
+                source,
+            },
+        })
 }
 
 /// Drops the first `n` lines (the file holds them now): the rest are written under
@@ -176,6 +163,8 @@ pub fn replay(file_bytes: Vec<u8>, lines: &[Line]) -> Replayed {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
 
     const EMPTY: &str = r#"{"version": 1, "orders": [], "exceptions": []}"#;

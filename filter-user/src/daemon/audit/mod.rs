@@ -12,7 +12,7 @@ pub mod query;
 
 use std::{
     fs::{self, OpenOptions},
-    io::{self, BufRead, BufReader, Write},
+    io,
     path::{Path, PathBuf},
 };
 
@@ -101,10 +101,7 @@ pub fn append(path: &Path, record: &Record) -> Result<(), AuditError> {
         .mode(0o640)
         .open(path)
         .map_err(err("opening"))?;
-    let mut line = serde_json::to_vec(record).expect("records always serialize");
-    line.push(b'\n');
-    file.write_all(&line).map_err(err("appending to"))?;
-    file.sync_data().map_err(err("syncing"))
+    crate::jsonl::append(&mut file, record).map_err(err("appending to"))
 }
 
 use std::os::unix::fs::OpenOptionsExt;
@@ -116,28 +113,16 @@ pub fn read(
     since: Option<&str>,
     order: Option<&str>,
 ) -> Result<Vec<Record>, AuditError> {
-    let file = match fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(AuditError {
-                op: "opening",
-                path: path.to_path_buf(),
-                source,
-            })
-        }
-    };
-    let mut out = Vec::new();
-    for line in BufReader::new(file).lines() {
-        let line = line.map_err(|source| AuditError {
-            op: "reading",
+    let records: Vec<Record> = crate::jsonl::read(path)
+        .map_err(|(op, source)| AuditError {
+            op,
             path: path.to_path_buf(),
             source,
-        })?;
-        // A torn last line (power loss mid-append) is skipped, not fatal.
-        let Ok(record) = serde_json::from_str::<Record>(&line) else {
-            continue;
-        };
+        })?
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    // A torn last line (power loss mid-append) is skipped, not fatal.
+    for record in records {
         if since.is_some_and(|s| record.time.as_str() < s) {
             continue;
         }

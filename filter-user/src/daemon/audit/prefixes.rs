@@ -7,7 +7,7 @@
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     fs::{self, File, OpenOptions},
-    io::{self, BufRead, BufReader, BufWriter, Write},
+    io::{self, BufWriter, Write},
     os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
 };
@@ -250,23 +250,15 @@ pub fn read_side_file(log: &Path, relative: &str) -> Result<Vec<PrefixChanges>, 
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .join(relative);
-    let file = File::open(&path).map_err(|source| AuditError {
-        op: "opening",
-        path: path.clone(),
-        source,
-    })?;
-    let mut out = Vec::new();
-    for line in BufReader::new(file).lines() {
-        let line = line.map_err(|source| AuditError {
-            op: "reading",
-            path: path.clone(),
-            source,
-        })?;
-        if let Ok(c) = serde_json::from_str(&line) {
-            out.push(c);
-        }
+    match crate::jsonl::read(&path) {
+        Ok(Some(changes)) => Ok(changes),
+        Ok(None) => Err(AuditError {
+            op: "opening",
+            path,
+            source: io::ErrorKind::NotFound.into(),
+        }),
+        Err((op, source)) => Err(AuditError { op, path, source }),
     }
-    Ok(out)
 }
 
 #[cfg(test)]
