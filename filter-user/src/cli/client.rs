@@ -214,6 +214,9 @@ fn render_status(s: report::Status) -> String {
     if let Some(e) = &s.file_error {
         out += &format!("              cannot be read: {e}\n");
     }
+    if let Some(p) = &s.source_problem {
+        out += &format!("              {p}; enforcing the list in force meanwhile\n");
+    }
     let attached: Vec<String> = s
         .attached
         .iter()

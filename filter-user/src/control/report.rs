@@ -19,6 +19,10 @@ pub struct Status {
     pub in_sync: bool,
     /// The last list refused, until a list is applied again.
     pub refusal: Option<Refusal>,
+    /// What keeps the list's source from being followed now (e.g. etcd unreachable since
+    /// a time); the filter keeps enforcing the list in force meanwhile.
+    #[serde(default)]
+    pub source_problem: Option<String>,
     /// When the next order starts or ends (RFC 3339).
     pub next_change: Option<String>,
     /// The way to the block-notice host, when configured.

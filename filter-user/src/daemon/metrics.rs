@@ -53,6 +53,8 @@ struct Fixed {
     history: SyncHistory,
     ifaces: Vec<String>,
     in_sync: bool,
+    /// 0 while the list's source cannot be followed (etcd unreachable), else 1.
+    source_ok: bool,
     /// Configured interfaces with their XDP mode (`none`) and 1 if the filter runs there.
     attached: Vec<(Labels, i64)>,
 }
@@ -157,6 +159,7 @@ impl Scrape {
                 history: engine.history.clone(),
                 ifaces,
                 in_sync: status.in_sync,
+                source_ok: status.source_problem.is_none(),
                 attached,
             },
         }
@@ -326,6 +329,12 @@ impl Collector for Fixed {
             "borderfilter_orderlist_in_sync",
             "1 when the data plane enforces exactly the order list file on disk.",
             &[(vec![], i64::from(self.in_sync))],
+        )?;
+        gauge(
+            &mut e,
+            "borderfilter_source_reachable",
+            "1 while the order list's source can be followed (always, for a file); 0 while it cannot (etcd unreachable): the filter keeps enforcing the list in force.",
+            &[(vec![], i64::from(self.source_ok))],
         )?;
         gauge(&mut e, "borderfilter_attached", "1 for each interface the filter is attached to (with its XDP mode); 0 for a configured interface it is missing from.", &self.attached)?;
         gauge(

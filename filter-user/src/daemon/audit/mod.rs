@@ -11,6 +11,7 @@ pub mod prefixes;
 pub mod query;
 
 use std::{
+    collections::BTreeMap,
     fs::{self, OpenOptions},
     io,
     path::{Path, PathBuf},
@@ -26,6 +27,8 @@ pub enum Origin {
     Start,
     /// The file changed on disk.
     File,
+    /// The fleet's list (etcd) changed: another version was published.
+    Fleet,
     /// SIGHUP.
     Signal,
     /// `borderfilter reload`.
@@ -41,6 +44,7 @@ impl Origin {
         match self {
             Origin::Start => "start",
             Origin::File => "file",
+            Origin::Fleet => "fleet",
             Origin::Signal => "signal",
             Origin::Reload { .. } => "reload",
             Origin::Cli { .. } => "cli",
@@ -143,4 +147,19 @@ pub fn read(
         out.push(record);
     }
     Ok(out)
+}
+
+/// For every order the trail says is enforced at its end, when its enforcement started
+/// (RFC 3339): replayed from `enforcement_started` and `enforcement_ended`.
+pub fn enforcing_since(path: &Path) -> Result<BTreeMap<String, String>, AuditError> {
+    let mut since = BTreeMap::new();
+    for r in read(path, None, None)? {
+        for id in &r.enforcement_ended {
+            since.remove(id);
+        }
+        for id in &r.enforcement_started {
+            since.insert(id.clone(), r.time.clone());
+        }
+    }
+    Ok(since)
 }

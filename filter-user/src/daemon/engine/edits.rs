@@ -35,6 +35,14 @@ impl Engine {
     /// Makes a CLI edit: reads the list, changes it, checks the result like any list,
     /// applies it, and writes it back to the source. Nothing is written or applied if any step fails.
     pub fn edit(&mut self, edit: &Edit, origin: Origin, force: bool) -> Outcome {
+        let outcome = self.edit_inner(edit, origin, force);
+        if matches!(outcome, Outcome::Applied(_)) {
+            self.tell_source();
+        }
+        outcome
+    }
+
+    fn edit_inner(&mut self, edit: &Edit, origin: Origin, force: bool) -> Outcome {
         if let Some(outcome) = self.edit_in_place(edit, &origin, force) {
             if !matches!(outcome, Outcome::Refused(_)) {
                 self.refusal = None;

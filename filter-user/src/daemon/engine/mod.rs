@@ -16,15 +16,15 @@ mod keeper;
 mod pipeline;
 mod views;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use time::OffsetDateTime;
 
 use super::{
-    audit::{prefixes::Handover, Origin},
+    audit::{self, prefixes::Handover, Origin},
     config::Config,
     history::SyncHistory,
-    source::{ListSource, Revision},
+    source::{Enforcing, ListSource, Revision},
 };
 use crate::{
     compile::Compiled,
@@ -106,6 +106,9 @@ pub struct Engine {
     attach_failures: HashMap<String, String>,
     /// Set by `borderfilter detach`: the daemon is stopping and must not attach again.
     detached: bool,
+    /// Each order the data plane enforces, with when its enforcement started (RFC 3339):
+    /// from the audit trail at start, then from every change.
+    enforcing: BTreeMap<String, String>,
 }
 
 fn refusal(
@@ -170,7 +173,12 @@ impl Engine {
             history: SyncHistory::default(),
             attach_failures: HashMap::new(),
             detached: false,
+            enforcing: BTreeMap::new(),
         };
+        engine.enforcing = audit::enforcing_since(&engine.config.audit_log).unwrap_or_else(|e| {
+            log::warn!("{}; enforcement start times begin now", error_chain(&e));
+            BTreeMap::new()
+        });
         engine.refresh_redirect();
         engine.held = Some(
             Snapshot::read(engine.dataplane.maps())
@@ -221,6 +229,29 @@ impl Engine {
     /// Where the list comes from, for messages.
     pub fn source_name(&self) -> String {
         self.source.name()
+    }
+
+    /// Tells the source what is enforced now (a shared source publishes it for the fleet).
+    fn tell_source(&self) {
+        let source_sha = self.source.revision();
+        self.source.report(&Enforcing {
+            sha256: self.applied.as_ref().map(|a| a.sha256.clone()),
+            applied_at: self.applied.as_ref().map(|a| rfc3339(a.at)),
+            in_sync: self
+                .applied
+                .as_ref()
+                .is_some_and(|a| a.revision.is_some() && a.revision == source_sha)
+                && self.refusal.is_none(),
+            refusal: self.refusal.as_ref().map(|r| {
+                r.problems
+                    .iter()
+                    .take(3)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }),
+            enforcing_since: self.enforcing.clone(),
+        });
     }
 
     /// Waits (a few seconds at most) until acknowledged CLI edits are written whole.

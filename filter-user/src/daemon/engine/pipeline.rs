@@ -105,14 +105,25 @@ impl Engine {
         }
     }
 
-    /// Applies the list as the source holds it now.
+    /// Applies the list as the source holds it now, and tells the source what is enforced.
     pub fn sync(&mut self, origin: Origin, force: bool) -> Outcome {
+        let outcome = self.sync_inner(origin, force);
+        if !matches!(outcome, Outcome::Unchanged(_)) {
+            self.tell_source();
+        }
+        outcome
+    }
+
+    fn sync_inner(&mut self, origin: Origin, force: bool) -> Outcome {
         // The daemon's own writes (CLI edits) come back as change notices: the source
         // then holds exactly the list in force, and is not read again.
         if origin == self.source.origin() && !force && self.held.is_some() {
             if let Some(a) = &self.applied {
                 if a.revision.is_some() && a.revision == self.source.revision() {
-                    return Outcome::unchanged(a.sha256.clone(), Vec::new());
+                    // A list refused meanwhile is gone from the source.
+                    let unchanged = Outcome::unchanged(a.sha256.clone(), Vec::new());
+                    self.refusal = None;
+                    return unchanged;
                 }
             }
         }
@@ -192,7 +203,9 @@ impl Engine {
             applied.sha256.clone(),
             applied.warnings.clone(),
         );
-        Some(self.install(list, sha256, Origin::Clock, true, warnings))
+        let outcome = self.install(list, sha256, Origin::Clock, true, warnings);
+        self.tell_source();
+        Some(outcome)
     }
 
     /// The next moment an order's window opens or closes.
@@ -479,6 +492,13 @@ impl Engine {
             .difference(&enforced_after)
             .map(name)
             .collect();
+        let now = rfc3339(OffsetDateTime::now_utc());
+        for id in &enforcement_ended {
+            self.enforcing.remove(id);
+        }
+        for id in &enforcement_started {
+            self.enforcing.insert(id.clone(), now.clone());
+        }
         let report = ChangeReport {
             result: "applied".into(),
             sha256: sha256.to_string(),

@@ -56,6 +56,7 @@ impl Engine {
             file_error: file_state.as_ref().err().map(|e| error_chain(e)),
             applied,
             refusal: self.refusal.clone(),
+            source_problem: self.source.problem(),
             next_change: self.next_change().map(rfc3339),
             redirect: self
                 .config

@@ -42,6 +42,22 @@ pub struct Version {
     pub notes: Vec<String>,
 }
 
+/// What the daemon tells its source after each change it applied or refused: a shared
+/// source publishes it, so that the fleet can see which router enforces what.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Enforcing {
+    /// SHA-256 of the list in force.
+    pub sha256: Option<String>,
+    /// When it was applied (RFC 3339).
+    pub applied_at: Option<String>,
+    /// True when the list in force is the one the source holds now.
+    pub in_sync: bool,
+    /// Why the source's list was refused, if it was (the first problems).
+    pub refusal: Option<String>,
+    /// Each order enforced, with when its enforcement started (RFC 3339).
+    pub enforcing_since: std::collections::BTreeMap<String, String>,
+}
+
 /// Why a source could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -93,6 +109,15 @@ pub trait ListSource: Send {
     /// Waits (a few seconds at most) until what `commit_edit` acknowledged is written
     /// whole: before the daemon exits.
     fn flush(&self) {}
+    /// What keeps the source from being followed now, if anything (a store that cannot be
+    /// reached, and since when): shown in `status` and the metrics.
+    fn problem(&self) -> Option<String> {
+        None
+    }
+    /// Told after every change applied or refused.
+    fn report(&self, enforcing: &Enforcing) {
+        let _ = enforcing;
+    }
     /// Starts telling `changed` whenever the list may have changed (a full channel
     /// means a look is already due). Runs on the daemon's runtime.
     fn watch(&self, changed: mpsc::Sender<()>);
