@@ -7,6 +7,7 @@ pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod fastpath;
+pub mod fleet;
 pub mod frame;
 pub mod http;
 pub mod jsonl;

@@ -17,6 +17,7 @@ pub const BUILD_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
     "build-essential",
+    "protobuf-compiler", // protoc: the etcd-client crate's build compiles etcd's gRPC API
 ];
 
 /// Tools the tests use the way an operator would.
@@ -27,6 +28,9 @@ pub const TEST_PACKAGES: &[&str] = &[
     "curl",       // HTTP probes in the demo and end-to-end tests
     "python3",    // the demo's stand-in web server
     "prometheus", // promtool checks the metrics and the alert rules
+    "etcd-server", // the fleet's store: the fleet tests start their own members
+    "etcd-client", // etcdctl: the fleet tests write bad keys and set up users with it
+    "openssl",     // the fleet tests' CA, server and client certificates
 ];
 
 /// Tools that build and check the Debian package (`cargo xtask deb`) and that the
