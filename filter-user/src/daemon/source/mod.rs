@@ -4,6 +4,7 @@
 //! domain names plug in beside it.
 
 mod compaction;
+pub mod etcd;
 pub mod file;
 mod watch;
 
@@ -63,6 +64,10 @@ pub struct Enforcing {
 pub enum SourceError {
     #[error(transparent)]
     File(#[from] FileError),
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::FleetError),
+    #[error("no order list has been published to {place} yet (borderfilter publish FILE --etcd ...)")]
+    NothingPublished { place: String },
 }
 
 /// Why a CLI edit was not written back.
