@@ -145,6 +145,8 @@ pub fn run(socket: &Path, command: Command, json: bool) -> anyhow::Result<i32> {
         | Command::Detach(_)
         | Command::Notice(_)
         | Command::Doctor(_)
+        | Command::Publish(_)
+        | Command::Fleet(_)
         | Command::Generate(_) => {
             unreachable!("dispatched elsewhere")
         }

@@ -4,6 +4,7 @@
 
 mod client;
 mod doctor;
+mod fleet;
 mod generate;
 mod offline;
 pub mod table;
@@ -137,9 +138,142 @@ pub enum Command {
     ///
     /// Example: borderfilter doctor --defaults
     Doctor(DoctorArgs),
+    /// Publish an order list to the fleet: every router that follows etcd enforces it.
+    ///
+    /// Checks FILE with the rules of `validate` (a list with any error publishes nothing),
+    /// refuses a list that would stop enforcing more than half of the current version's
+    /// prefixes (when more than 100) unless --force, then makes it the fleet's current
+    /// version in one atomic step, whatever its size. Prints the new version.
+    ///
+    /// Say which version your list was made from with --base N: if someone published
+    /// meanwhile, nothing is changed and the message names both versions. Without --base,
+    /// the publish only succeeds when nothing is published yet; --base-any replaces
+    /// whatever is current. Versions older than the --keep newest are removed. To change
+    /// the fleet's list: pull it (the version is printed on stderr), edit it, publish it.
+    ///
+    /// Example: borderfilter fleet pull --etcd 10.0.0.5:2379 > orders.json
+    ///
+    /// Example: borderfilter publish orders.json --etcd 10.0.0.5:2379 --base 7
+    Publish(PublishArgs),
+    /// The fleet's list in etcd: pull a version to edit it and publish it again.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
     /// Write the man page or shell completions to stdout (used to build the package).
     #[command(hide = true, subcommand)]
     Generate(GenerateCommand),
+}
+
+/// Where the fleet's etcd is and how to authenticate to it.
+#[derive(Clone, Debug, Args)]
+pub struct EtcdArgs {
+    /// etcd endpoints, comma-separated: host:port (https:// when a TLS option is given)
+    /// or http(s)://host:port.
+    #[arg(
+        long = "etcd",
+        value_name = "ENDPOINTS",
+        env = "BORDERFILTER_ETCD",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub endpoints: Vec<String>,
+    /// The prefix the fleet's keys live under.
+    #[arg(long, value_name = "PREFIX", env = "BORDERFILTER_ETCD_PREFIX", default_value = crate::fleet::DEFAULT_PREFIX)]
+    pub etcd_prefix: String,
+    /// The CA certificate (PEM) that signed etcd's server certificate: turns TLS on.
+    #[arg(long, value_name = "PATH", env = "BORDERFILTER_ETCD_CACERT")]
+    pub etcd_cacert: Option<PathBuf>,
+    /// This client's certificate (PEM), for an etcd started with --client-cert-auth.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "BORDERFILTER_ETCD_CERT",
+        requires = "etcd_key"
+    )]
+    pub etcd_cert: Option<PathBuf>,
+    /// The key of --etcd-cert (PEM).
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "BORDERFILTER_ETCD_KEY",
+        requires = "etcd_cert"
+    )]
+    pub etcd_key: Option<PathBuf>,
+    /// An etcd user (etcd's own authentication). The password is read from
+    /// --etcd-password-file, else from the environment variable BORDERFILTER_ETCD_PASSWORD;
+    /// never on the command line, where other users could see it.
+    #[arg(long, value_name = "USER", env = "BORDERFILTER_ETCD_USER")]
+    pub etcd_user: Option<String>,
+    /// A file holding the etcd user's password (a trailing newline is ignored).
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "BORDERFILTER_ETCD_PASSWORD_FILE",
+        requires = "etcd_user"
+    )]
+    pub etcd_password_file: Option<PathBuf>,
+    /// Seconds one request to etcd may take. A fraction is allowed: 2.5.
+    #[arg(long, value_name = "SECONDS", default_value_t = notice::Seconds(crate::fleet::DEFAULT_TIMEOUT))]
+    pub etcd_timeout: notice::Seconds,
+}
+
+impl EtcdArgs {
+    pub fn options(&self) -> crate::fleet::EtcdOptions {
+        crate::fleet::EtcdOptions {
+            endpoints: self.endpoints.clone(),
+            prefix: self.etcd_prefix.clone(),
+            cacert: self.etcd_cacert.clone(),
+            cert: self.etcd_cert.clone(),
+            key: self.etcd_key.clone(),
+            user: self.etcd_user.clone(),
+            password_file: self.etcd_password_file.clone(),
+            timeout: self.etcd_timeout.0,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("base_group").args(["base", "base_any"]))]
+pub struct PublishArgs {
+    /// The order list file to publish.
+    pub file: PathBuf,
+    /// The version the list was made from: the publish is refused if another version is
+    /// current by then.
+    #[arg(long, value_name = "N")]
+    pub base: Option<u64>,
+    /// Replace whatever version is current (after the guard has compared with it).
+    #[arg(long)]
+    pub base_any: bool,
+    /// Versions kept in etcd (the newest); older ones and their chunks are removed.
+    #[arg(long, value_name = "N", default_value_t = crate::fleet::DEFAULT_KEEP,
+          value_parser = clap::value_parser!(u32).range(1..=100_000).map(|n: u32| n as usize))]
+    pub keep: usize,
+    /// Publish even if the list stops enforcing more than half of the prefixes the
+    /// current version enforces.
+    #[arg(long)]
+    pub force: bool,
+    /// Largest file accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::orders::file::DEFAULT_MAX_BYTES)]
+    pub max_list_bytes: u64,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Print the fleet's current list (or version N) to stdout, checked against its
+    /// digests; the version is printed on stderr (in --json, with the list as text).
+    ///
+    /// Example: borderfilter fleet pull --etcd 10.0.0.5:2379 > orders.json
+    Pull(PullArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// The version to print instead of the current one.
+    #[arg(long, value_name = "N")]
+    pub version: Option<u64>,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
 }
 
 #[derive(Debug, Args)]
@@ -487,6 +621,8 @@ pub fn execute(cli: Cli) -> i32 {
         Command::Detach(args) => client::detach(&cli.socket, &args, cli.json),
         Command::Doctor(args) => doctor::doctor(args, cli.socket, cli.json),
         Command::Generate(what) => generate::generate(&what),
+        Command::Publish(args) => fleet::publish(&args, cli.json),
+        Command::Fleet(FleetCommand::Pull(args)) => fleet::pull(&args, cli.json),
         other => client::run(&cli.socket, other, cli.json),
     };
     match result {

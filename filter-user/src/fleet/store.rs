@@ -197,27 +197,27 @@ fn hint(e: &etcd_client::Error, o: &EtcdOptions) -> String {
         || text.contains("certificate required")
         || (text.contains("handshake") && o.cert.is_none() && o.cacert.is_some())
     {
-        "; etcd requires a client certificate: give --etcd-cert and --etcd-key"
+        " (etcd requires a client certificate: give --etcd-cert and --etcd-key)"
     } else if text.contains("badcertificate")
         || text.contains("unknownca")
         || text.contains("bad certificate")
         || text.contains("unknown ca")
     {
-        "; etcd did not accept the client certificate: is it signed by the CA etcd trusts (its --trusted-ca-file)?"
+        " (etcd did not accept the client certificate: is it signed by the CA etcd trusts (its --trusted-ca-file)?)"
     } else if text.contains("invalid peer certificate") || text.contains("unknownissuer") {
-        "; etcd's certificate is not signed by the --etcd-cacert given, or does not name the endpoint's address"
+        " (etcd's certificate is not signed by the --etcd-cacert given, or does not name the endpoint's address)"
     } else if text.contains("authentication failed") {
-        "; wrong etcd user or password"
+        " (wrong etcd user or password)"
     } else if text.contains("permission denied") {
-        "; the etcd user's roles do not allow this (see docs/fleet.md, Security)"
+        " (the etcd user's roles do not allow this (see docs/fleet.md, Security))"
     } else if text.contains("user name is empty") || text.contains("invalid auth token") {
-        "; etcd has authentication enabled: give --etcd-user and a password"
+        " (etcd has authentication enabled: give --etcd-user and a password)"
     } else if text.contains("connection refused") {
-        "; nothing listens there: is etcd running?"
+        " (nothing listens there: is etcd running?)"
     } else if text.contains("no leader") {
-        "; the etcd cluster has no leader (a majority of its members is down or cut off)"
+        " (the etcd cluster has no leader (a majority of its members is down or cut off))"
     } else if text.contains("request is too large") || text.contains("too large") {
-        "; the value exceeds etcd's request limit (--max-request-bytes)"
+        " (the value exceeds etcd's request limit (--max-request-bytes))"
     } else {
         ""
     };

@@ -155,24 +155,49 @@ impl Manifest {
 
 /// `user@host` for the manifest: the user behind sudo when there is one.
 fn who() -> String {
-    let user = ["SUDO_USER", "USER", "LOGNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+    let user = std::env::var("SUDO_USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(user_name)
         .unwrap_or_else(|| {
             // SAFETY: getuid has no preconditions.
             format!("uid{}", unsafe { libc::getuid() })
         });
     let mut host = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it
-    // when the name fits, and the last byte stays 0 either way.
+    // SAFETY: the buffer is valid for the length given; the last byte stays 0, so the
+    // name is NUL-terminated even when truncated.
     let ok = unsafe { libc::gethostname(host.as_mut_ptr().cast(), host.len() - 1) } == 0;
     let end = host.iter().position(|&b| b == 0).unwrap_or(0);
-    let host = if ok {
+    let host = if ok && end > 0 {
         String::from_utf8_lossy(&host[..end]).into_owned()
     } else {
         "unknown-host".to_string()
     };
     format!("{user}@{host}")
+}
+
+/// The name of the user this process runs as, from the password database.
+fn user_name() -> Option<String> {
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the sizes given; on success `result` points to
+    // `pwd`, whose strings live in `buf`.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            libc::getuid(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() {
+        return None;
+    }
+    // SAFETY: pw_name is a NUL-terminated string inside `buf`.
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+    Some(name.to_string_lossy().into_owned()).filter(|n| !n.is_empty())
 }
 
 impl Fleet {

@@ -41,7 +41,7 @@ use crate::{
     sync::{Changes, Snapshot},
 };
 
-pub use pipeline::GUARD_MIN_PREFIXES;
+pub use pipeline::{needs_force, GUARD_MIN_PREFIXES};
 
 /// The list in force.
 struct Applied {

@@ -34,6 +34,12 @@ use crate::{
 /// enforced prefixes needs `--force`.
 pub const GUARD_MIN_PREFIXES: usize = 100;
 
+/// The mass-removal guard: whether a change that stops enforcing `dropped` of the
+/// `before` prefixes enforced needs `--force` (on a router, and for `borderfilter publish`).
+pub fn needs_force(before: usize, dropped: usize) -> bool {
+    dropped > GUARD_MIN_PREFIXES && dropped * 2 > before
+}
+
 /// A valid list read from the source.
 pub(super) struct SourceList {
     pub list: OrderList,
@@ -256,7 +262,7 @@ impl Engine {
         }
         if !force && *origin != Origin::Clock {
             let (before, dropped) = held.blocking_dropped(&compiled.entries, &compiled.rules);
-            if dropped > GUARD_MIN_PREFIXES && dropped * 2 > before {
+            if needs_force(before, dropped) {
                 return Err(fail(
                     vec![format!(
                         "error: this list would stop enforcing {dropped} of the {} prefixes enforced now (more than half); \
