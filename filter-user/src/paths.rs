@@ -7,6 +7,8 @@ pub const SOCKET: &str = "/run/borderfilter/control.sock";
 /// bpffs directory holding the pinned maps (the program stays attached through netlink,
 /// not through pinned links: see `dataplane::attach`).
 pub const PIN_DIR: &str = "/sys/fs/bpf/borderfilter";
+/// A fleet router's copy of the last list it read from etcd.
+pub const FLEET_COPY: &str = "/var/lib/borderfilter/fleet-list.json";
 /// Where the audit trail is appended.
 pub const AUDIT_LOG: &str = "/var/lib/borderfilter/audit.jsonl";
 /// The options file the systemd unit reads.

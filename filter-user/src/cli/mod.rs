@@ -172,8 +172,7 @@ pub struct EtcdArgs {
         long = "etcd",
         value_name = "ENDPOINTS",
         env = "BORDERFILTER_ETCD",
-        value_delimiter = ',',
-        required = true
+        value_delimiter = ','
     )]
     pub endpoints: Vec<String>,
     /// The prefix the fleet's keys live under.
@@ -233,6 +232,7 @@ impl EtcdArgs {
 
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("base_group").args(["base", "base_any"]))]
+#[command(mut_arg("endpoints", |a| a.required(true)))]
 pub struct PublishArgs {
     /// The order list file to publish.
     pub file: PathBuf,
@@ -268,6 +268,7 @@ pub enum FleetCommand {
 }
 
 #[derive(Debug, Args)]
+#[command(mut_arg("endpoints", |a| a.required(true)))]
 pub struct PullArgs {
     /// The version to print instead of the current one.
     #[arg(long, value_name = "N")]
@@ -313,9 +314,21 @@ pub struct RunArgs {
     /// Interface to filter (repeat for several).
     #[arg(long = "iface", value_name = "IF")]
     pub ifaces: Vec<String>,
-    /// The order list file.
+    /// The order list file (without --etcd).
     #[arg(long, value_name = "PATH", default_value = paths::ORDERS)]
     pub orders: PathBuf,
+    /// Follow the fleet's list in etcd instead of a file: this router enforces the
+    /// version `borderfilter publish` made current, watches for the next, reports what it
+    /// enforces under `PREFIX/routers/NAME`, and publishes CLI edits as new versions.
+    #[command(flatten)]
+    pub fleet: EtcdArgs,
+    /// This router's name in the fleet (with --etcd). Default: the host name.
+    #[arg(long, value_name = "NAME", requires = "endpoints")]
+    pub router_name: Option<String>,
+    /// Where the last list read from etcd is kept (with --etcd): a start while etcd cannot
+    /// be reached enforces it.
+    #[arg(long, value_name = "PATH", default_value = paths::FLEET_COPY)]
+    pub fleet_copy: PathBuf,
     /// bpffs directory for the pinned maps.
     #[arg(long, value_name = "PATH", default_value = paths::PIN_DIR)]
     pub pin_dir: PathBuf,

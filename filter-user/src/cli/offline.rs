@@ -44,6 +44,18 @@ pub fn run_daemon(args: RunArgs, socket: std::path::PathBuf) -> anyhow::Result<i
                     (None, None) => unreachable!("clap requires one of them"),
                 },
             }),
+        fleet: match Some(args.fleet).filter(|e| !e.endpoints.is_empty()) {
+            Some(etcd) => Some(daemon::source::etcd::FleetConfig {
+                etcd: etcd.options(),
+                router: match args.router_name.or_else(crate::fleet::hostname) {
+                    Some(name) => name,
+                    None => anyhow::bail!("this host has no name: give --router-name"),
+                },
+                copy: args.fleet_copy,
+                keep: crate::fleet::DEFAULT_KEEP,
+            }),
+            None => None,
+        },
     })?;
     Ok(0)
 }

@@ -24,6 +24,8 @@ pub struct Config {
     pub audit_log: PathBuf,
     /// Where packets of redirect orders go; `None`: redirect orders are refused.
     pub redirect: Option<RedirectConfig>,
+    /// Follow the fleet's list in etcd instead of `orders`.
+    pub fleet: Option<super::source::etcd::FleetConfig>,
 }
 
 /// The way to the block-notice host.

@@ -31,7 +31,7 @@ use tokio::{
 use audit::Origin;
 pub use config::Config;
 use engine::Engine;
-use source::{file::FileSource, ListSource};
+use source::{etcd::EtcdSource, file::FileSource, ListSource};
 
 /// The engine, shared by the tasks that trigger syncs and the control socket.
 pub type Shared = Arc<Mutex<Engine>>;
@@ -64,12 +64,15 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     let listener = server::bind(&config.socket, config.public_read)?;
     let socket = config.socket.clone();
     let metrics_addr = config.metrics;
-    let source = FileSource::new(config.orders.clone(), config.max_list_bytes);
+    let source: Box<dyn ListSource> = match &config.fleet {
+        Some(fleet) => Box::new(EtcdSource::new(fleet.clone())),
+        None => Box::new(FileSource::new(config.orders.clone(), config.max_list_bytes)),
+    };
     let (changed_tx, mut changed) = mpsc::channel(1);
     let name = source.name();
     let origin = source.origin();
     let started =
-        tokio::task::spawn_blocking(move || Engine::start(config, Box::new(source))).await?;
+        tokio::task::spawn_blocking(move || Engine::start(config, source)).await?;
     let engine: Shared = match started {
         Ok(e) => Arc::new(Mutex::new(e)),
         Err(e) => {

@@ -37,6 +37,16 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The environment variable a password is read from when no password file is given.
 pub const PASSWORD_ENV: &str = "BORDERFILTER_ETCD_PASSWORD";
 
+/// This machine's host name (a router's default name in the fleet).
+pub fn hostname() -> Option<String> {
+    let mut host = [0u8; 256];
+    // SAFETY: the buffer is valid for the length given; the last byte stays 0, so the
+    // name is NUL-terminated even when truncated.
+    let ok = unsafe { libc::gethostname(host.as_mut_ptr().cast(), host.len() - 1) } == 0;
+    let end = host.iter().position(|&b| b == 0).unwrap_or(0);
+    (ok && end > 0).then(|| String::from_utf8_lossy(&host[..end]).into_owned())
+}
+
 /// How to reach etcd and where the fleet's keys are.
 #[derive(Clone, Debug)]
 pub struct EtcdOptions {

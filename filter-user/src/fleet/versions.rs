@@ -163,16 +163,7 @@ fn who() -> String {
             // SAFETY: getuid has no preconditions.
             format!("uid{}", unsafe { libc::getuid() })
         });
-    let mut host = [0u8; 256];
-    // SAFETY: the buffer is valid for the length given; the last byte stays 0, so the
-    // name is NUL-terminated even when truncated.
-    let ok = unsafe { libc::gethostname(host.as_mut_ptr().cast(), host.len() - 1) } == 0;
-    let end = host.iter().position(|&b| b == 0).unwrap_or(0);
-    let host = if ok && end > 0 {
-        String::from_utf8_lossy(&host[..end]).into_owned()
-    } else {
-        "unknown-host".to_string()
-    };
+    let host = super::hostname().unwrap_or_else(|| "unknown-host".to_string());
     format!("{user}@{host}")
 }
 
