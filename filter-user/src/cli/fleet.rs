@@ -1,4 +1,5 @@
-//! Commands on the fleet's list in etcd: `publish` and `fleet pull`.
+//! Commands on the fleet's list in etcd: `publish` and `fleet pull` (`fleet_status`:
+//! what the routers report).
 
 use std::io::Write;
 
@@ -19,7 +20,7 @@ use crate::{
     sync::Snapshot,
 };
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -5,6 +5,7 @@
 mod client;
 mod doctor;
 mod fleet;
+mod fleet_status;
 mod generate;
 mod offline;
 pub mod table;
@@ -265,6 +266,33 @@ pub enum FleetCommand {
     ///
     /// Example: borderfilter fleet pull --etcd 10.0.0.5:2379 > orders.json
     Pull(PullArgs),
+    /// Every router that follows the fleet's list: the version it enforces, and which
+    /// lag, refuse (their own rails), cannot reach etcd, or stopped reporting. Exits 1
+    /// unless every router enforces the current version.
+    ///
+    /// Example: borderfilter fleet status --etcd 10.0.0.5:2379
+    Status(FleetStatusArgs),
+    /// Since when each router enforces an order (from the routers' own reports).
+    ///
+    /// Example: borderfilter fleet audit --order BS-12345/2006 --etcd 10.0.0.5:2379
+    Audit(FleetAuditArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(mut_arg("endpoints", |a| a.required(true)))]
+pub struct FleetStatusArgs {
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(mut_arg("endpoints", |a| a.required(true)))]
+pub struct FleetAuditArgs {
+    /// The order's id.
+    #[arg(long, value_name = "ID")]
+    pub order: String,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
 }
 
 #[derive(Debug, Args)]
@@ -636,6 +664,8 @@ pub fn execute(cli: Cli) -> i32 {
         Command::Generate(what) => generate::generate(&what),
         Command::Publish(args) => fleet::publish(&args, cli.json),
         Command::Fleet(FleetCommand::Pull(args)) => fleet::pull(&args, cli.json),
+        Command::Fleet(FleetCommand::Status(args)) => fleet_status::status(&args, cli.json),
+        Command::Fleet(FleetCommand::Audit(args)) => fleet_status::audit(&args, cli.json),
         other => client::run(&cli.socket, other, cli.json),
     };
     match result {

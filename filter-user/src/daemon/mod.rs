@@ -66,13 +66,15 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     let metrics_addr = config.metrics;
     let source: Box<dyn ListSource> = match &config.fleet {
         Some(fleet) => Box::new(EtcdSource::new(fleet.clone())),
-        None => Box::new(FileSource::new(config.orders.clone(), config.max_list_bytes)),
+        None => Box::new(FileSource::new(
+            config.orders.clone(),
+            config.max_list_bytes,
+        )),
     };
     let (changed_tx, mut changed) = mpsc::channel(1);
     let name = source.name();
     let origin = source.origin();
-    let started =
-        tokio::task::spawn_blocking(move || Engine::start(config, source)).await?;
+    let started = tokio::task::spawn_blocking(move || Engine::start(config, source)).await?;
     let engine: Shared = match started {
         Ok(e) => Arc::new(Mutex::new(e)),
         Err(e) => {

@@ -180,7 +180,10 @@ impl EtcdSource {
             file::write_atomic(&meta_path(copy), &meta)
         })();
         if let Err(e) = result {
-            log::error!("keeping the local copy of the fleet's list: {}", error_chain(&e));
+            log::error!(
+                "keeping the local copy of the fleet's list: {}",
+                error_chain(&e)
+            );
         }
     }
 

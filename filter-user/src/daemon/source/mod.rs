@@ -66,7 +66,9 @@ pub enum SourceError {
     File(#[from] FileError),
     #[error(transparent)]
     Fleet(#[from] crate::fleet::FleetError),
-    #[error("no order list has been published to {place} yet (borderfilter publish FILE --etcd ...)")]
+    #[error(
+        "no order list has been published to {place} yet (borderfilter publish FILE --etcd ...)"
+    )]
     NothingPublished { place: String },
 }
 
