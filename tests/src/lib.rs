@@ -5,6 +5,7 @@
 //! - `netns`: namespaces and links, torn down on drop;
 //! - `topology`: the client - router - server topology every test uses;
 //! - `daemon`: the daemon process and the CLI;
+//! - `fleet`: several routers and a real etcd in a management namespace;
 //! - `traffic`: sockets inside a namespace;
 //! - `poll`: waiting for a condition instead of sleeping;
 //! - `bpf`: the data plane seen from outside the daemon (trie sizes, the attached
@@ -12,6 +13,7 @@
 
 pub mod bpf;
 pub mod daemon;
+pub mod fleet;
 pub mod netns;
 pub mod poll;
 pub mod topology;

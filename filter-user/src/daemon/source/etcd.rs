@@ -68,12 +68,22 @@ struct State {
     fleet: Option<Fleet>,
     /// The pointer as last seen.
     current: Option<Current>,
-    /// The version this process read last, by SHA-256.
-    read: Option<(u64, String)>,
+    /// The versions this process read (the last few), by SHA-256: which version a
+    /// router enforces, also when it refused a newer one.
+    read: std::collections::HashMap<String, u64>,
     /// Since when, and why, etcd cannot be followed.
     unreachable: Option<(OffsetDateTime, String)>,
     status: RouterStatus,
     key: Option<KeptKey>,
+}
+
+impl State {
+    fn remember(&mut self, version: u64, sha256: &str) {
+        if self.read.len() >= 16 {
+            self.read.clear();
+        }
+        self.read.insert(sha256.to_string(), version);
+    }
 }
 
 pub struct EtcdSource {
@@ -191,7 +201,7 @@ impl EtcdSource {
     fn local_copy(&self) -> Option<(CopyMeta, Vec<u8>)> {
         let meta: CopyMeta =
             serde_json::from_slice(&std::fs::read(meta_path(&self.config.copy)).ok()?).ok()?;
-        let bytes = file::read(&self.config.copy, u64::MAX).ok()?;
+        let bytes = file::read(&self.config.copy, u64::MAX / 2).ok()?;
         (file::digest(&bytes) == meta.sha256).then_some((meta, bytes))
     }
 
@@ -254,7 +264,7 @@ impl ListSource for EtcdSource {
             Ok(Some((current, fetched))) => {
                 self.keep_copy(fetched.version, &fetched.sha256, &fetched.bytes);
                 let mut state = lock(&self.state);
-                state.read = Some((fetched.version, fetched.sha256.clone()));
+                state.remember(fetched.version, &fetched.sha256);
                 state.current = Some(current);
                 Ok(Version {
                     revision: Some(Revision::List(fetched.sha256.clone())),
@@ -276,7 +286,7 @@ impl ListSource for EtcdSource {
                     self.config.copy.display(),
                     meta.fetched_at
                 );
-                lock(&self.state).read = Some((meta.version, meta.sha256.clone()));
+                lock(&self.state).remember(meta.version, &meta.sha256);
                 Ok(Version {
                     bytes,
                     revision: Some(Revision::List(meta.sha256.clone())),
@@ -314,7 +324,7 @@ impl ListSource for EtcdSource {
                 );
                 self.keep_copy(published.version, &published.sha256, contents);
                 let mut state = lock(&self.state);
-                state.read = Some((published.version, published.sha256.clone()));
+                state.remember(published.version, &published.sha256);
                 state.current = current;
                 Ok(Revision::List(published.sha256))
             }
@@ -333,11 +343,10 @@ impl ListSource for EtcdSource {
     fn report(&self, enforcing: &Enforcing) {
         {
             let mut state = lock(&self.state);
-            let version = state
-                .read
+            let version = enforcing
+                .sha256
                 .as_ref()
-                .filter(|(_, sha)| Some(sha) == enforcing.sha256.as_ref())
-                .map(|(v, _)| *v);
+                .and_then(|sha| state.read.get(sha).copied());
             state.status.version = version;
             state.status.enforcing = enforcing.clone();
         }
@@ -352,14 +361,16 @@ impl ListSource for EtcdSource {
             runtime: self.runtime.clone(),
             state: Arc::clone(&self.state),
         };
-        // The pointer's watch: a change is a sync.
+        // The pointer's watch: a change is a sync (the pointer is read again then).
         let notify = changed.clone();
+        let forget = Arc::clone(&self.state);
         self.runtime.spawn(async move {
             loop {
                 match Fleet::connect(&config).await {
                     Ok(mut fleet) => match fleet.watch_current().await {
                         Ok(mut events) => {
                             while events.recv().await.is_some() {
+                                lock(&forget).current = None;
                                 let _ = notify.try_send(());
                             }
                         }
@@ -387,8 +398,12 @@ impl ListSource for EtcdSource {
                         }
                     }
                     Err(e) if !unreachable(&e) => {
-                        log::warn!("the fleet's pointer: {}", error_chain(&e));
-                        let _ = changed.try_send(());
+                        // Unknown now: the sync reads it and refuses it, naming the key.
+                        let fresh = lock(&state).current.take().is_some();
+                        if fresh {
+                            log::warn!("the fleet's pointer: {}", error_chain(&e));
+                            let _ = changed.try_send(());
+                        }
                     }
                     Err(_) => {}
                 }
