@@ -11,6 +11,7 @@
 //! - `report`: the table and `target/bench/report.json`.
 
 mod classify;
+mod fleet;
 mod lists;
 mod netns;
 mod report;
@@ -49,7 +50,7 @@ fn main() -> anyhow::Result<()> {
             }
             "--out" => out = PathBuf::from(args.next().context("--out needs a path")?),
             "-h" | "--help" => {
-                println!("usage: borderfilter-bench [--quick] [--only classify|throughput|sync|scrape] [--out PATH]   (as root; see docs/benchmarks.md)");
+                println!("usage: borderfilter-bench [--quick] [--only classify|throughput|sync|scrape|fleet] [--out PATH]   (as root; see docs/benchmarks.md)");
                 return Ok(());
             }
             other => anyhow::bail!("unknown argument {other:?} (try --help)"),
@@ -71,8 +72,8 @@ fn main() -> anyhow::Result<()> {
 
     let mut report = report::Report::new(quick);
     if let Some(part) = &only {
-        if !["classify", "throughput", "sync", "scrape"].contains(&part.as_str()) {
-            anyhow::bail!("--only {part:?}: expected classify, throughput, sync or scrape");
+        if !["classify", "throughput", "sync", "scrape", "fleet"].contains(&part.as_str()) {
+            anyhow::bail!("--only {part:?}: expected classify, throughput, sync, scrape or fleet");
         }
     }
     let runs = |part: &str| only.as_deref().is_none_or(|o| o == part);
@@ -91,6 +92,10 @@ fn main() -> anyhow::Result<()> {
     if runs("scrape") {
         eprintln!("reading the counters of 10,000 orders...");
         report.scrape = Some(scrape::run(&options)?);
+    }
+    if runs("fleet") {
+        eprintln!("a fleet of three routers following one etcd...");
+        report.fleet = Some(fleet::run(&options)?);
     }
     report.evaluate();
     print!("{}", report.table());

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::{classify, scrape, sync, throughput};
+use crate::{classify, fleet, scrape, sync, throughput};
 
 #[derive(Debug, Serialize)]
 pub struct Machine {
@@ -30,6 +30,8 @@ pub struct Report {
     pub sync: Option<sync::Sync>,
     /// `None` when the run left the scrape out (`--only`).
     pub scrape: Option<scrape::Scrape>,
+    /// `None` when the run left the fleet out (`--only`).
+    pub fleet: Option<fleet::FleetBench>,
     pub targets: Vec<Target>,
 }
 
@@ -67,6 +69,7 @@ impl Report {
             throughput: Vec::new(),
             sync: None,
             scrape: None,
+            fleet: None,
             targets: Vec::new(),
         }
     }
@@ -157,6 +160,19 @@ impl Report {
                 met: s.median_ms < 50.0,
             });
         }
+        if let Some(f) = &self.fleet {
+            self.targets.push(Target {
+                what: format!(
+                    "a publish enforced by all {} routers within 1 s (issue 13)",
+                    f.routers
+                ),
+                measured: format!(
+                    "median {:.0} ms, p99 {:.0} ms over {} publishes",
+                    f.median_ms, f.p99_ms, f.publishes
+                ),
+                met: f.p99_ms <= 1000.0,
+            });
+        }
     }
 
     pub fn table(&self) -> String {
@@ -207,6 +223,12 @@ impl Report {
             out += &format!(
                 "Scrape: counters of {} orders read in {:.1} ms (median of {}, max {:.1}); `borderfilter stats` {:.1} ms\n",
                 s.orders, s.median_ms, s.tries, s.max_ms, s.stats_median_ms
+            );
+        }
+        if let Some(f) = &self.fleet {
+            out += &format!(
+                "Fleet: publish until the last of {} routers enforces: median {:.0} ms, p99 {:.0} ms, max {:.0} ms over {} publishes (publish alone {:.0} ms)\n",
+                f.routers, f.median_ms, f.p99_ms, f.max_ms, f.publishes, f.publish_median_ms
             );
         }
         out += "\nTargets\n";
