@@ -316,9 +316,11 @@ fn stale_message(base: Base, current: Option<u64>) -> String {
 pub struct Fleet {
     client: etcd_client::Client,
     keys: Keys,
-    timeout: Duration,
-    /// The endpoints, for messages.
-    endpoints: String,
+    options: EtcdOptions,
+    /// The member `client` talks to, for messages.
+    endpoint: String,
+    /// The last request could not reach the member: connect again before the next.
+    lost: std::sync::atomic::AtomicBool,
 }
 
 impl Fleet {

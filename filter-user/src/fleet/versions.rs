@@ -204,7 +204,7 @@ impl Fleet {
     /// The pointer's value and mod_revision (`None`: absent), unparsed.
     async fn pointer_raw(&mut self) -> Result<Option<(Vec<u8>, i64)>, FleetError> {
         let key = self.keys.current();
-        let mut kv = self.client().kv_client();
+        let mut kv = self.client().await?.kv_client();
         let mut resp = self.call("read", &key, kv.get(key.clone(), None)).await?;
         Ok(resp
             .take_kvs()
@@ -235,7 +235,7 @@ impl Fleet {
         referenced_by: &str,
     ) -> Result<Manifest, FleetError> {
         let key = self.keys.version(version);
-        let mut kv = self.client().kv_client();
+        let mut kv = self.client().await?.kv_client();
         let mut resp = self.call("read", &key, kv.get(key.clone(), None)).await?;
         let Some(found) = resp.take_kvs().into_iter().next() else {
             return Err(bad(
@@ -289,7 +289,7 @@ impl Fleet {
         let manifest = self.manifest(version, referenced_by).await?;
         let manifest_key = self.keys.version(version);
         let mut bytes = Vec::with_capacity(manifest.size.min(1 << 30) as usize);
-        let mut kv = self.client().kv_client();
+        let mut kv = self.client().await?.kv_client();
         for d in &manifest.chunks {
             let key = self.keys.chunk(d);
             let mut resp = self.call("read", &key, kv.get(key.clone(), None)).await?;
@@ -388,7 +388,7 @@ impl Fleet {
         // 3. The chunks: content-addressed, so writing one that exists changes nothing
         //    but its mod_revision, which tells a concurrent cleanup to leave it alone.
         let manifest = Manifest::of(bytes, version, current);
-        let mut kv = self.client().kv_client();
+        let mut kv = self.client().await?.kv_client();
         for chunk in split_chunks(bytes) {
             let key = self.keys.chunk(&digest(chunk));
             self.call("write", &key, kv.put(key.clone(), chunk, None))
@@ -456,7 +456,7 @@ impl Fleet {
     /// Every version that has a manifest, ascending.
     pub async fn versions(&mut self) -> Result<Vec<u64>, FleetError> {
         let prefix = self.keys.versions();
-        let mut kv = self.client().kv_client();
+        let mut kv = self.client().await?.kv_client();
         let resp = self
             .call(
                 "list",
@@ -490,7 +490,7 @@ impl Fleet {
         let versions = self.versions().await?;
         let cut = versions.len().saturating_sub(keep);
         let (old, kept) = versions.split_at(cut);
-        let mut kv = self.client().kv_client();
+        let mut kv = self.client().await?.kv_client();
         for batch in old.chunks(TXN_OPS) {
             let ops: Vec<TxnOp> = batch
                 .iter()
