@@ -348,6 +348,11 @@ impl Etcd {
         self.etcdctl_at(&self.endpoints(), args)
     }
 
+    /// Runs etcdctl with `input` on its stdin (passwords: `--interactive=false`).
+    pub fn etcdctl_input(&self, args: &[&str], input: &[u8]) -> Output {
+        self.etcdctl_stdin(&self.endpoints(), args, Some(input))
+    }
+
     fn etcdctl_at(&self, endpoints: &str, args: &[&str]) -> Output {
         self.etcdctl_stdin(endpoints, args, None)
     }

@@ -597,3 +597,167 @@ fn a_three_member_cluster_serves_publishes_with_a_member_down() {
     assert_eq!(pointer["version"], 2);
     assert_eq!(pull(&etcd, p, &[]), l2);
 }
+
+/// Runs etcdctl as `user` (after `auth enable`) and asserts it worked.
+#[track_caller]
+fn etcdctl_ok(etcd: &Etcd, user: Option<&str>, args: &[&str], input: &[u8]) {
+    let mut all: Vec<&str> = Vec::new();
+    let flag;
+    if let Some(u) = user {
+        flag = format!("--user={u}");
+        all.push(&flag);
+    }
+    all.extend_from_slice(args);
+    let out = etcd.etcdctl_input(&all, input);
+    assert!(
+        out.status.success(),
+        "etcdctl {all:?}: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn etcd_users_and_roles_as_docs_fleet_md_sets_them_up() {
+    let etcd = Etcd::start("fleet_roles");
+    let dir = Scratch::new("fleet_roles");
+    let p = "/borderfilter";
+    // The commands of docs/fleet.md, "Users and roles".
+    etcdctl_ok(
+        &etcd,
+        None,
+        &["user", "add", "root", "--interactive=false"],
+        b"root-pw\n",
+    );
+    etcdctl_ok(&etcd, None, &["role", "add", "publisher"], b"");
+    etcdctl_ok(
+        &etcd,
+        None,
+        &[
+            "role",
+            "grant-permission",
+            "publisher",
+            "readwrite",
+            "/borderfilter/list/",
+            "--prefix",
+        ],
+        b"",
+    );
+    etcdctl_ok(
+        &etcd,
+        None,
+        &[
+            "role",
+            "grant-permission",
+            "publisher",
+            "read",
+            "/borderfilter/routers/",
+            "--prefix",
+        ],
+        b"",
+    );
+    etcdctl_ok(
+        &etcd,
+        None,
+        &["user", "add", "alice", "--interactive=false"],
+        b"alice-pw\n",
+    );
+    etcdctl_ok(
+        &etcd,
+        None,
+        &["user", "grant-role", "alice", "publisher"],
+        b"",
+    );
+    etcdctl_ok(&etcd, None, &["role", "add", "router-r1"], b"");
+    etcdctl_ok(
+        &etcd,
+        None,
+        &[
+            "role",
+            "grant-permission",
+            "router-r1",
+            "read",
+            "/borderfilter/list/",
+            "--prefix",
+        ],
+        b"",
+    );
+    etcdctl_ok(
+        &etcd,
+        None,
+        &[
+            "role",
+            "grant-permission",
+            "router-r1",
+            "readwrite",
+            "/borderfilter/routers/r1",
+        ],
+        b"",
+    );
+    etcdctl_ok(
+        &etcd,
+        None,
+        &["user", "add", "r1", "--interactive=false"],
+        b"r1-pw\n",
+    );
+    etcdctl_ok(&etcd, None, &["user", "grant-role", "r1", "router-r1"], b"");
+    etcdctl_ok(&etcd, None, &["auth", "enable"], b"");
+
+    let l = list("BS-1/2026", 0, 3);
+    let file = dir.file("l.json", &l);
+    let f = file.to_str().unwrap();
+    let alice = dir.file("alice.pw", b"alice-pw\n");
+    let as_user = |user: &str, pw: &Path| -> Vec<String> {
+        vec![
+            "--etcd-user".into(),
+            user.into(),
+            "--etcd-password-file".into(),
+            pw.to_str().unwrap().into(),
+        ]
+    };
+
+    // No user: etcd refuses, and the message says to give one.
+    refused(
+        &bf(&etcd, p, &["publish", f], &[]),
+        "publish without a user",
+        &["--etcd-user"],
+    );
+    // A wrong password.
+    let wrong = dir.file("wrong.pw", b"nope\n");
+    refused(
+        &bf(&etcd, p, &["publish", f], &as_user("alice", &wrong)),
+        "publish with a wrong password",
+        &["wrong etcd user or password"],
+    );
+    // A router may read the list but not write it.
+    let r1 = dir.file("r1.pw", b"r1-pw\n");
+    refused(
+        &bf(&etcd, p, &["publish", f], &as_user("r1", &r1)),
+        "publish as a router",
+        &["permission denied", "/borderfilter/list/"],
+    );
+    // The publisher may; the router reads what was published.
+    ok(
+        &bf(&etcd, p, &["publish", f], &as_user("alice", &alice)),
+        "publish as the publisher",
+    );
+    let out = bf(&etcd, p, &["fleet", "pull"], &as_user("r1", &r1));
+    assert_eq!(ok(&out, "pull as the router").into_bytes(), l);
+    // The password from the environment instead of a file.
+    let out = Command::new(bin())
+        .args([
+            "fleet",
+            "pull",
+            "--etcd",
+            &etcd.endpoints(),
+            "--etcd-user",
+            "r1",
+        ])
+        .env("BORDERFILTER_ETCD_PASSWORD", "r1-pw")
+        .output()
+        .unwrap();
+    assert_eq!(
+        ok(&out, "pull with the password in the environment").into_bytes(),
+        l
+    );
+}
