@@ -256,8 +256,16 @@ fn hint(e: &etcd_client::Error, o: &EtcdOptions) -> String {
         || text.contains("badcertificate")
         || text.contains("bad certificate")
         || text.contains("handshake");
+    // Under TLS 1.3 the client finishes its handshake first: etcd's refusal of a missing
+    // certificate may arrive as its alert, or only as the connection closing.
+    let closed = text.contains("connection closed")
+        || text.contains("canceled")
+        || text.contains("connection reset")
+        || text.contains("broken pipe");
     let hint = if tls_alert && o.cert.is_none() {
         " (etcd requires a client certificate: give --etcd-cert and --etcd-key)"
+    } else if closed && o.cacert.is_some() && o.cert.is_none() {
+        " (etcd closed the connection: if it requires a client certificate (--client-cert-auth), give --etcd-cert and --etcd-key)"
     } else if text.contains("badcertificate")
         || text.contains("unknownca")
         || text.contains("bad certificate")
