@@ -18,7 +18,8 @@ impl Fleet {
     /// A receiver that yields whenever `P/list/current` changes, and once after etcd
     /// was unreachable (a change may have been missed: read the pointer again). A full
     /// channel means a look is already due. The watch runs on the current runtime until
-    /// the receiver is dropped.
+    /// the receiver is dropped. Start it before reading the pointer, so that no change
+    /// falls between the read and the watch.
     pub async fn watch_current(&mut self) -> Result<mpsc::Receiver<()>, FleetError> {
         let key = self.keys.current();
         let mut client = self.client().await?;

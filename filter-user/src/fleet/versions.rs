@@ -79,8 +79,8 @@ impl Pointer {
         if !is_digest(&p.sha256) {
             return Err(bad(
                 key,
-                Problem::Invalid {
-                    what: format!("sha256 {:?} is not 64 lowercase hex digits", p.sha256),
+                Problem::NotDigest {
+                    value: p.sha256.clone(),
                 },
             ));
         }
@@ -114,23 +114,15 @@ impl Manifest {
             .chain(&m.chunks)
             .find(|d| !is_digest(d))
         {
-            return Err(bad(
-                key,
-                Problem::Invalid {
-                    what: format!("digest {d:?} is not 64 lowercase hex digits"),
-                },
-            ));
+            return Err(bad(key, Problem::NotDigest { value: d.clone() }));
         }
         let most = (m.chunks.len() as u64).saturating_mul(CHUNK_BYTES as u64);
         if m.size > most || (m.size == 0) != m.chunks.is_empty() {
             return Err(bad(
                 key,
-                Problem::Invalid {
-                    what: format!(
-                        "{} chunks cannot make {} bytes (chunks are 1 to {CHUNK_BYTES} bytes)",
-                        m.chunks.len(),
-                        m.size
-                    ),
+                Problem::ImpossibleSize {
+                    chunks: m.chunks.len(),
+                    size: m.size,
                 },
             ));
         }
@@ -421,11 +413,9 @@ impl Fleet {
             if now == current {
                 return Err(bad(
                     &manifest_key,
-                    Problem::Invalid {
-                        what: format!(
-                            "was created meanwhile, but not by a publish ({pointer_key} still names {}); remove it (etcdctl del {manifest_key}) and publish again",
-                            current.map_or("nothing".to_string(), |c| format!("version {c}"))
-                        ),
+                    Problem::NotPublished {
+                        pointer: pointer_key,
+                        current,
                     },
                 ));
             }
@@ -617,8 +607,8 @@ mod tests {
         let one = format!("\"{d}\"");
         assert!(Manifest::parse(k, 2, good(2, &d, 10, &one).as_bytes()).is_ok());
         refused(k, 2, &good(3, &d, 10, &one), "names version 3");
-        refused(k, 2, &good(2, "ABC", 10, &one), "not 64 lowercase hex");
-        refused(k, 2, &good(2, &d, 10, "\"xyz\""), "not 64 lowercase hex");
+        refused(k, 2, &good(2, "ABC", 10, &one), "not a SHA-256 digest");
+        refused(k, 2, &good(2, &d, 10, "\"xyz\""), "not a SHA-256 digest");
         refused(
             k,
             2,
@@ -643,7 +633,7 @@ mod tests {
             ("{\"version\": \"x\"}", "not a valid pointer"),
             (
                 "{\"version\": 1, \"sha256\": \"short\"}",
-                "not 64 lowercase hex",
+                "not a SHA-256 digest",
             ),
         ] {
             let e = Pointer::parse(k, value.as_bytes()).unwrap_err();
