@@ -8,11 +8,13 @@
 //! - `fleet`: several routers and a real etcd in a management namespace;
 //! - `traffic`: sockets inside a namespace;
 //! - `poll`: waiting for a condition instead of sleeping;
+//! - `etcd`: real etcd members and clusters on loopback, and etcdctl;
 //! - `bpf`: the data plane seen from outside the daemon (trie sizes, the attached
 //!   program's verdict on a frame).
 
 pub mod bpf;
 pub mod daemon;
+pub mod etcd;
 pub mod fleet;
 pub mod netns;
 pub mod poll;

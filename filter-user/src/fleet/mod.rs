@@ -271,8 +271,19 @@ pub enum Problem {
     },
     #[error("not UTF-8 text")]
     NotText,
-    #[error("{what}")]
-    Invalid { what: String },
+    #[error("{value:?} is not a SHA-256 digest (64 lowercase hex digits)")]
+    NotDigest { value: String },
+    #[error("{chunks} chunks cannot make {size} bytes (a chunk has 1 to {CHUNK_BYTES} bytes)")]
+    ImpossibleSize { chunks: usize, size: u64 },
+    #[error(
+        "was created meanwhile, but not by a publish ({pointer} still names {}); remove it \
+         (etcdctl del KEY) and publish again",
+        current.map_or("nothing".to_string(), |c| format!("version {c}"))
+    )]
+    NotPublished {
+        pointer: String,
+        current: Option<u64>,
+    },
     #[error("corrupt: {what} has SHA-256 {found}, but {expected_by} says {expected}")]
     Digest {
         what: &'static str,
@@ -326,9 +337,11 @@ fn stale_message(base: Base, current: Option<u64>) -> String {
 pub struct Fleet {
     client: etcd_client::Client,
     keys: Keys,
-    timeout: Duration,
-    /// The endpoints, for messages.
-    endpoints: String,
+    options: EtcdOptions,
+    /// The member `client` talks to, for messages.
+    endpoint: String,
+    /// The last request could not reach the member: connect again before the next.
+    lost: std::sync::atomic::AtomicBool,
 }
 
 impl Fleet {

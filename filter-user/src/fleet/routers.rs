@@ -9,7 +9,7 @@ use std::{
 use etcd_client::{Client, GetOptions, PutOptions, WatchOptions};
 use tokio::{sync::mpsc, task::JoinHandle};
 
-use super::{Fleet, FleetError, Problem};
+use super::{store::connect_client, EtcdOptions, Fleet, FleetError, Problem};
 
 /// The longest wait between two attempts to watch again or renew a lease.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -18,15 +18,16 @@ impl Fleet {
     /// A receiver that yields whenever `P/list/current` changes, and once after etcd
     /// was unreachable (a change may have been missed: read the pointer again). A full
     /// channel means a look is already due. The watch runs on the current runtime until
-    /// the receiver is dropped.
+    /// the receiver is dropped. Start it before reading the pointer, so that no change
+    /// falls between the read and the watch.
     pub async fn watch_current(&mut self) -> Result<mpsc::Receiver<()>, FleetError> {
         let key = self.keys.current();
-        let mut client = self.client();
+        let mut client = self.client().await?;
         let stream = self
             .call("watch", &key, client.watch(key.clone(), None))
             .await?;
         let (tx, rx) = mpsc::channel(1);
-        tokio::spawn(follow(client, key, stream, tx));
+        tokio::spawn(follow(self.options().clone(), key, stream, tx));
         Ok(rx)
     }
 
@@ -41,7 +42,7 @@ impl Fleet {
         ttl: Duration,
     ) -> Result<KeptKey, FleetError> {
         let ttl_secs = ttl.as_secs().max(1) as i64;
-        let mut client = self.client();
+        let mut client = self.client().await?;
         let lease = self
             .call("grant a lease for", key, client.lease_grant(ttl_secs, None))
             .await?
@@ -57,6 +58,7 @@ impl Fleet {
             value: value.to_string(),
         }));
         let task = tokio::spawn(keep_alive(
+            self.options().clone(),
             client.clone(),
             key.to_string(),
             ttl_secs,
@@ -65,7 +67,7 @@ impl Fleet {
         Ok(KeptKey {
             client,
             key: key.to_string(),
-            timeout: self.timeout(),
+            timeout: self.options().timeout,
             state,
             task,
         })
@@ -75,7 +77,7 @@ impl Fleet {
     /// one).
     pub async fn routers(&mut self) -> Result<Vec<(String, String)>, FleetError> {
         let prefix = self.keys.routers();
-        let mut kv = self.client().kv_client();
+        let mut kv = self.client().await?.kv_client();
         let resp = self
             .call(
                 "list",
@@ -102,7 +104,7 @@ impl Fleet {
 /// Forwards the watch's events; watches again, with a growing pause, when the stream
 /// ends or fails.
 async fn follow(
-    mut client: Client,
+    options: EtcdOptions,
     key: String,
     mut stream: etcd_client::WatchStream,
     tx: mpsc::Sender<()>,
@@ -132,6 +134,10 @@ async fn follow(
                 _ = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
+            // Possibly another member: the one watched may be the one that is gone.
+            let Ok((mut client, _)) = connect_client(&options).await else {
+                continue;
+            };
             if let Ok(s) = client.watch(key.clone(), None::<WatchOptions>).await {
                 stream = s;
                 // Whatever changed while the watch was down is read now.
@@ -198,7 +204,13 @@ impl Drop for KeptKey {
 
 /// Renews the lease a third of its time to live; when it has expired (etcd unreachable
 /// for longer), grants a new one and writes the latest value under it.
-async fn keep_alive(mut client: Client, key: String, ttl: i64, state: Arc<Mutex<Kept>>) {
+async fn keep_alive(
+    options: EtcdOptions,
+    mut client: Client,
+    key: String,
+    ttl: i64,
+    state: Arc<Mutex<Kept>>,
+) {
     let period = Duration::from_secs(ttl as u64) / 3;
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -220,6 +232,10 @@ async fn keep_alive(mut client: Client, key: String, ttl: i64, state: Arc<Mutex<
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
+        // Possibly another member: the one used may be the one that is gone.
+        if let Ok((c, _)) = connect_client(&options).await {
+            client = c;
+        }
         let lease = state.lock().unwrap_or_else(|p| p.into_inner()).lease;
         if lease_expired(&mut client, lease).await {
             // A failed renewal is tried again on the next round.

@@ -1,7 +1,11 @@
 //! Connecting to etcd: endpoints, TLS (a CA, a client certificate), etcd users, and one
 //! request bounded by the timeout, with errors that say what to check.
 
-use std::{future::Future, path::Path, time::Duration};
+use std::{
+    future::Future,
+    path::Path,
+    sync::atomic::{AtomicBool, AtomicUsize, Ordering},
+};
 
 use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
 
@@ -10,100 +14,154 @@ use super::{EtcdOptions, Fleet, FleetError, Keys, OptionProblem, PASSWORD_ENV};
 impl Fleet {
     /// Connects to etcd and checks that it answers (a read of the pointer key), so that
     /// an unreachable cluster, a refused certificate or a wrong password is reported here,
-    /// naming the endpoints.
+    /// naming the endpoints. With several endpoints, the first that answers is used; when
+    /// it stops answering, the next request connects again, to the next one that does.
     pub async fn connect(o: &EtcdOptions) -> Result<Fleet, FleetError> {
-        let endpoints = endpoints(o)?;
-        if endpoints.is_empty() {
-            return Err(FleetError::NoEndpoints);
-        }
-        let shown = endpoints.join(",");
-        let mut options = ConnectOptions::new()
-            .with_connect_timeout(o.timeout)
-            // Notices a dead member under a long watch or keep-alive stream.
-            .with_keep_alive(o.timeout, o.timeout)
-            // A member cut off from the others refuses, instead of serving stale reads.
-            .with_require_leader(true);
-        if let Some(tls) = tls(o)? {
-            options = options.with_tls(tls);
-        }
-        if let Some(user) = &o.user {
-            options = options.with_user(user, password(o, user)?);
-        } else if o.password_file.is_some() {
-            return Err(FleetError::Options(OptionProblem::PasswordWithoutUser));
-        }
-        let connect = Client::connect(&endpoints, Some(options));
-        let client = match tokio::time::timeout(o.timeout, connect).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(source)) => {
-                return Err(FleetError::Connect {
-                    hint: hint(&source, o),
-                    endpoints: shown,
-                    source,
-                })
-            }
-            Err(_) => {
-                return Err(FleetError::Timeout {
-                    op: "connect to",
-                    key: shown,
-                    after: o.timeout,
-                })
-            }
-        };
-        let mut fleet = Fleet {
+        let (client, endpoint) = connect_client(o).await?;
+        Ok(Fleet {
             client,
             keys: Keys::new(&o.prefix),
-            timeout: o.timeout,
-            endpoints: shown,
-        };
-        // The first request opens the connection: TLS and permissions show here.
-        let key = fleet.keys.current();
-        let mut kv = fleet.client.kv_client();
-        let probe = kv.get(key.clone(), Some(GetOptions::new().with_count_only()));
-        match tokio::time::timeout(o.timeout, probe).await {
-            Ok(Ok(_)) => Ok(fleet),
-            Ok(Err(source)) => Err(FleetError::Connect {
-                hint: hint(&source, o),
-                endpoints: std::mem::take(&mut fleet.endpoints),
-                source,
-            }),
-            Err(_) => Err(FleetError::Timeout {
-                op: "read",
-                key: format!("{key} at {}", fleet.endpoints),
-                after: o.timeout,
-            }),
-        }
+            options: o.clone(),
+            endpoint,
+            lost: AtomicBool::new(false),
+        })
     }
 
-    /// Runs one request, bounded by the timeout; errors name `op` and `key`.
+    /// The member this store talks to now.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Runs one request, bounded by the timeout; errors name `op` and `key`. A request
+    /// that could not reach the member makes the next one connect again.
     pub(super) async fn call<T>(
         &self,
         op: &'static str,
         key: &str,
         request: impl Future<Output = Result<T, etcd_client::Error>>,
     ) -> Result<T, FleetError> {
-        match tokio::time::timeout(self.timeout, request).await {
+        match tokio::time::timeout(self.options.timeout, request).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(source)) => Err(FleetError::Request {
-                op,
-                key: key.to_string(),
-                hint: hint(&source, &EtcdOptions::default()),
-                source,
-            }),
-            Err(_) => Err(FleetError::Timeout {
-                op,
-                key: key.to_string(),
-                after: self.timeout,
-            }),
+            Ok(Err(source)) => {
+                if unreachable(&source) {
+                    self.lost.store(true, Ordering::Relaxed);
+                }
+                Err(FleetError::Request {
+                    op,
+                    key: key.to_string(),
+                    hint: hint(&source, &self.options),
+                    source,
+                })
+            }
+            Err(_) => {
+                self.lost.store(true, Ordering::Relaxed);
+                Err(FleetError::Timeout {
+                    op,
+                    key: format!("{key} at {}", self.endpoint),
+                    after: self.options.timeout,
+                })
+            }
         }
     }
 
-    pub(super) fn client(&self) -> etcd_client::Client {
-        self.client.clone()
+    /// The client, connected again first if the last request could not reach its member.
+    pub(super) async fn client(&mut self) -> Result<Client, FleetError> {
+        if self.lost.load(Ordering::Relaxed) {
+            let (client, endpoint) = connect_client(&self.options).await?;
+            self.client = client;
+            self.endpoint = endpoint;
+            self.lost.store(false, Ordering::Relaxed);
+        }
+        Ok(self.client.clone())
     }
 
-    pub(super) fn timeout(&self) -> Duration {
-        self.timeout
+    pub(super) fn options(&self) -> &EtcdOptions {
+        &self.options
     }
+}
+
+/// Whether an error means the member could not be reached (rather than a refusal).
+fn unreachable(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        // gRPC status codes (the gRPC spec): 2 UNKNOWN (a broken connection shows so),
+        // 4 DEADLINE_EXCEEDED, 14 UNAVAILABLE.
+        etcd_client::Error::GRpcStatus(s) => {
+            matches!(i32::from(s.code()), 2 | 4 | 14) || s.message().contains("no leader")
+        }
+        _ => false,
+    }
+}
+
+/// Successive connections start at successive endpoints, so that a member that
+/// stopped answering is not the first one tried again.
+static NEXT_ENDPOINT: AtomicUsize = AtomicUsize::new(0);
+
+/// A client of the first endpoint that answers a read of the pointer key.
+pub(super) async fn connect_client(o: &EtcdOptions) -> Result<(Client, String), FleetError> {
+    let endpoints = endpoints(o)?;
+    if endpoints.is_empty() {
+        return Err(FleetError::NoEndpoints);
+    }
+    let mut options = ConnectOptions::new()
+        .with_connect_timeout(o.timeout)
+        // Notices a dead member under a long watch or keep-alive stream.
+        .with_keep_alive(o.timeout, o.timeout)
+        // A member cut off from the others refuses, instead of serving stale reads.
+        .with_require_leader(true);
+    if let Some(tls) = tls(o)? {
+        options = options.with_tls(tls);
+    }
+    if let Some(user) = &o.user {
+        options = options.with_user(user, password(o, user)?);
+    } else if o.password_file.is_some() {
+        return Err(FleetError::Options(OptionProblem::PasswordWithoutUser));
+    }
+    let probe_key = Keys::new(&o.prefix).current();
+    let start = NEXT_ENDPOINT.fetch_add(1, Ordering::Relaxed);
+    let mut first_error = None;
+    for i in 0..endpoints.len() {
+        let endpoint = &endpoints[(start + i) % endpoints.len()];
+        match connect_one(endpoint, &options, &probe_key, o).await {
+            Ok(client) => return Ok((client, endpoint.clone())),
+            Err(e) => {
+                log::debug!("etcd at {endpoint}: {e}");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_error.expect("at least one endpoint was tried"))
+}
+
+async fn connect_one(
+    endpoint: &str,
+    options: &ConnectOptions,
+    probe_key: &str,
+    o: &EtcdOptions,
+) -> Result<Client, FleetError> {
+    let timed_out = || FleetError::Timeout {
+        op: "connect to",
+        key: endpoint.to_string(),
+        after: o.timeout,
+    };
+    let failed = |source: etcd_client::Error| FleetError::Connect {
+        endpoints: endpoint.to_string(),
+        hint: hint(&source, o),
+        source,
+    };
+    let connect = Client::connect([endpoint], Some(options.clone()));
+    let client = tokio::time::timeout(o.timeout, connect)
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(failed)?;
+    // The first request opens the connection: TLS and permissions show here.
+    let mut kv = client.kv_client();
+    let probe = kv.get(probe_key, Some(GetOptions::new().with_count_only()));
+    tokio::time::timeout(o.timeout, probe)
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(failed)?;
+    Ok(client)
 }
 
 /// The endpoints as URLs: `host:port` becomes https when TLS options are given.
@@ -193,11 +251,21 @@ fn hint(e: &etcd_client::Error, o: &EtcdOptions) -> String {
         source = s.source();
     }
     let text = text.to_lowercase();
-    let hint = if text.contains("certificaterequired")
+    let tls_alert = text.contains("certificaterequired")
         || text.contains("certificate required")
-        || (text.contains("handshake") && o.cert.is_none() && o.cacert.is_some())
-    {
+        || text.contains("badcertificate")
+        || text.contains("bad certificate")
+        || text.contains("handshake");
+    // Under TLS 1.3 the client finishes its handshake first: etcd's refusal of a missing
+    // certificate may arrive as its alert, or only as the connection closing.
+    let closed = text.contains("connection closed")
+        || text.contains("canceled")
+        || text.contains("connection reset")
+        || text.contains("broken pipe");
+    let hint = if tls_alert && o.cert.is_none() {
         " (etcd requires a client certificate: give --etcd-cert and --etcd-key)"
+    } else if closed && o.cacert.is_some() && o.cert.is_none() {
+        " (etcd closed the connection: if it requires a client certificate (--client-cert-auth), give --etcd-cert and --etcd-key)"
     } else if text.contains("badcertificate")
         || text.contains("unknownca")
         || text.contains("bad certificate")

@@ -79,8 +79,8 @@ impl Pointer {
         if !is_digest(&p.sha256) {
             return Err(bad(
                 key,
-                Problem::Invalid {
-                    what: format!("sha256 {:?} is not 64 lowercase hex digits", p.sha256),
+                Problem::NotDigest {
+                    value: p.sha256.clone(),
                 },
             ));
         }
@@ -114,23 +114,15 @@ impl Manifest {
             .chain(&m.chunks)
             .find(|d| !is_digest(d))
         {
-            return Err(bad(
-                key,
-                Problem::Invalid {
-                    what: format!("digest {d:?} is not 64 lowercase hex digits"),
-                },
-            ));
+            return Err(bad(key, Problem::NotDigest { value: d.clone() }));
         }
         let most = (m.chunks.len() as u64).saturating_mul(CHUNK_BYTES as u64);
         if m.size > most || (m.size == 0) != m.chunks.is_empty() {
             return Err(bad(
                 key,
-                Problem::Invalid {
-                    what: format!(
-                        "{} chunks cannot make {} bytes (chunks are 1 to {CHUNK_BYTES} bytes)",
-                        m.chunks.len(),
-                        m.size
-                    ),
+                Problem::ImpossibleSize {
+                    chunks: m.chunks.len(),
+                    size: m.size,
                 },
             ));
         }
@@ -195,7 +187,7 @@ impl Fleet {
     /// The pointer's value and mod_revision (`None`: absent), unparsed.
     async fn pointer_raw(&mut self) -> Result<Option<(Vec<u8>, i64)>, FleetError> {
         let key = self.keys.current();
-        let mut kv = self.client().kv_client();
+        let mut kv = self.client().await?.kv_client();
         let mut resp = self.call("read", &key, kv.get(key.clone(), None)).await?;
         Ok(resp
             .take_kvs()
@@ -226,7 +218,7 @@ impl Fleet {
         referenced_by: &str,
     ) -> Result<Manifest, FleetError> {
         let key = self.keys.version(version);
-        let mut kv = self.client().kv_client();
+        let mut kv = self.client().await?.kv_client();
         let mut resp = self.call("read", &key, kv.get(key.clone(), None)).await?;
         let Some(found) = resp.take_kvs().into_iter().next() else {
             return Err(bad(
@@ -280,7 +272,7 @@ impl Fleet {
         let manifest = self.manifest(version, referenced_by).await?;
         let manifest_key = self.keys.version(version);
         let mut bytes = Vec::with_capacity(manifest.size.min(1 << 30) as usize);
-        let mut kv = self.client().kv_client();
+        let mut kv = self.client().await?.kv_client();
         for d in &manifest.chunks {
             let key = self.keys.chunk(d);
             let mut resp = self.call("read", &key, kv.get(key.clone(), None)).await?;
@@ -379,7 +371,7 @@ impl Fleet {
         // 3. The chunks: content-addressed, so writing one that exists changes nothing
         //    but its mod_revision, which tells a concurrent cleanup to leave it alone.
         let manifest = Manifest::of(bytes, version, current);
-        let mut kv = self.client().kv_client();
+        let mut kv = self.client().await?.kv_client();
         for chunk in split_chunks(bytes) {
             let key = self.keys.chunk(&digest(chunk));
             self.call("write", &key, kv.put(key.clone(), chunk, None))
@@ -412,11 +404,9 @@ impl Fleet {
             if now == current {
                 return Err(bad(
                     &manifest_key,
-                    Problem::Invalid {
-                        what: format!(
-                            "was created meanwhile, but not by a publish ({pointer_key} still names {}); remove it (etcdctl del {manifest_key}) and publish again",
-                            current.map_or("nothing".to_string(), |c| format!("version {c}"))
-                        ),
+                    Problem::NotPublished {
+                        pointer: pointer_key,
+                        current,
                     },
                 ));
             }
@@ -447,7 +437,7 @@ impl Fleet {
     /// Every version that has a manifest, ascending.
     pub async fn versions(&mut self) -> Result<Vec<u64>, FleetError> {
         let prefix = self.keys.versions();
-        let mut kv = self.client().kv_client();
+        let mut kv = self.client().await?.kv_client();
         let resp = self
             .call(
                 "list",
@@ -481,7 +471,7 @@ impl Fleet {
         let versions = self.versions().await?;
         let cut = versions.len().saturating_sub(keep);
         let (old, kept) = versions.split_at(cut);
-        let mut kv = self.client().kv_client();
+        let mut kv = self.client().await?.kv_client();
         for batch in old.chunks(TXN_OPS) {
             let ops: Vec<TxnOp> = batch
                 .iter()
@@ -608,8 +598,8 @@ mod tests {
         let one = format!("\"{d}\"");
         assert!(Manifest::parse(k, 2, good(2, &d, 10, &one).as_bytes()).is_ok());
         refused(k, 2, &good(3, &d, 10, &one), "names version 3");
-        refused(k, 2, &good(2, "ABC", 10, &one), "not 64 lowercase hex");
-        refused(k, 2, &good(2, &d, 10, "\"xyz\""), "not 64 lowercase hex");
+        refused(k, 2, &good(2, "ABC", 10, &one), "not a SHA-256 digest");
+        refused(k, 2, &good(2, &d, 10, "\"xyz\""), "not a SHA-256 digest");
         refused(
             k,
             2,
@@ -634,7 +624,7 @@ mod tests {
             ("{\"version\": \"x\"}", "not a valid pointer"),
             (
                 "{\"version\": 1, \"sha256\": \"short\"}",
-                "not 64 lowercase hex",
+                "not a SHA-256 digest",
             ),
         ] {
             let e = Pointer::parse(k, value.as_bytes()).unwrap_err();
