@@ -38,7 +38,20 @@ impl Daemon {
     /// that kill it in the middle of its first sync. See `wait_ready`.
     #[track_caller]
     pub fn launch(t: &Topology, extra: &[&str]) -> Self {
-        Self::spawn_in(t, t.router.path(), &Self::run_args(t, extra), false)
+        Self::spawn_in(t, Some(t.router.path()), &Self::run_args(t, extra), false)
+    }
+
+    /// Starts `borderfilter run` in this host's network namespace, filtering no
+    /// interface (its maps are what it enforces): for tests of where the list comes from
+    /// that reach a service on loopback (etcd). Waits until it answers `status`.
+    #[track_caller]
+    pub fn start_on_host(t: &Topology, extra: &[&str]) -> Self {
+        let mut args = Self::run_args(t, extra);
+        // No --iface: the router's interfaces live in its namespace, not here.
+        while let Some(i) = args.iter().position(|a| a == "--iface") {
+            args.drain(i..i + 2);
+        }
+        Self::spawn_in(t, None, &args, true)
     }
 
     fn run_args(t: &Topology, extra: &[&str]) -> Vec<String> {
@@ -75,7 +88,7 @@ impl Daemon {
             .map(|s| s.to_string())
             .chain([t.orders_path().display().to_string()])
             .collect();
-        let d = Self::spawn_in(t, ns.path(), &args, false);
+        let d = Self::spawn_in(t, Some(ns.path()), &args, false);
         poll::until(
             "the notice server to answer",
             Duration::from_secs(30),
@@ -91,11 +104,11 @@ impl Daemon {
     /// its control socket.
     #[track_caller]
     pub fn spawn(t: &Topology, args: &[String]) -> Self {
-        Self::spawn_in(t, t.router.path(), args, true)
+        Self::spawn_in(t, Some(t.router.path()), args, true)
     }
 
     #[track_caller]
-    fn spawn_in(t: &Topology, ns: String, args: &[String], wait_for_socket: bool) -> Self {
+    fn spawn_in(t: &Topology, ns: Option<String>, args: &[String], wait_for_socket: bool) -> Self {
         let log = t.dir.join(format!(
             "daemon-{}.log",
             std::time::SystemTime::now()
@@ -109,7 +122,9 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("dup"))
             .stderr(out);
-        netns::start_in(&mut cmd, ns);
+        if let Some(ns) = ns {
+            netns::start_in(&mut cmd, ns);
+        }
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", bin().display()));
