@@ -51,6 +51,7 @@ fn start(limits: Limits, reset: bool) -> Running {
         max_list_bytes: 1 << 20,
         limits,
         reset_port: reset.then_some(0),
+        fleet: None,
     };
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {

@@ -233,3 +233,56 @@ fn a_cli_edit_on_one_router_is_published_for_all_and_bad_data_is_refused() {
     );
     assert!(blocked(&f.routers[1], TARGET) && blocked(&f.routers[1], OTHER));
 }
+
+/// `GET /` to `addr:8080` from inside `ns`: the answer's status line and body.
+fn get(ns: &borderfilter_tests::netns::Netns, addr: &'static str) -> String {
+    ns.run(move || {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect((addr, 8080)) else {
+            return String::new();
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ =
+            s.write_all(b"GET / HTTP/1.1\r\nHost: blocked.example\r\nAccept: text/plain\r\n\r\n");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    })
+}
+
+#[test]
+fn the_notice_host_follows_the_fleets_list() {
+    let f = FleetNet::new("fleet-notice", 0);
+    // The notice host answers for the blocked address itself.
+    f.mgmt
+        .ip(&["addr", "add", &format!("{TARGET}/32"), "dev", "lo"]);
+    f.publish(&order_list(
+        &[order("NOTICE-1", "redirect", &[TARGET], "")],
+        &[],
+    ));
+    let mut cmd = std::process::Command::new(borderfilter_tests::daemon::bin());
+    cmd.args(["notice", "--listen", "0.0.0.0:8080", "--no-reset", "--etcd"])
+        .arg(format!(
+            "127.0.0.1:{}",
+            borderfilter_tests::fleet::ETCD_PORT
+        ))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    borderfilter_tests::netns::start_in(&mut cmd, f.mgmt.path());
+    let mut notice = cmd.spawn().expect("starting borderfilter notice");
+    let page = poll::until("the page to name the published order", WAIT, || {
+        let p = get(&f.mgmt, TARGET);
+        (p.starts_with("HTTP/1.1 451") && p.contains("NOTICE-1"), p)
+    });
+    assert!(page.contains("451"), "{page}");
+    f.publish(&order_list(
+        &[order("NOTICE-2", "redirect", &[TARGET], "")],
+        &[],
+    ));
+    poll::until("the page to name the next version's order", WAIT, || {
+        let p = get(&f.mgmt, TARGET);
+        (p.contains("NOTICE-2") && !p.contains("NOTICE-1"), p)
+    });
+    let _ = notice.kill();
+    let _ = notice.wait();
+}

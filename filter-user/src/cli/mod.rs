@@ -419,6 +419,10 @@ pub struct NoticeArgs {
     /// The order list (the same file the filter enforces, or a copy).
     #[arg(long, value_name = "PATH", default_value = paths::ORDERS)]
     pub orders: PathBuf,
+    /// Follow the fleet's list in etcd instead of --orders, as the routers do, so that
+    /// the page names the order in force.
+    #[command(flatten)]
+    pub fleet: EtcdArgs,
     /// Directory of templates: BASIS.html and BASIS.txt per legal basis, default.html and
     /// default.txt otherwise. Built-in pages stand in for missing files.
     #[arg(long, value_name = "DIR")]
@@ -653,6 +657,7 @@ pub fn execute(cli: Cli) -> i32 {
                 max_body_bytes: args.max_body_bytes,
             },
             reset_port: (!args.no_reset).then_some(args.reset_port),
+            fleet: Some(args.fleet.options()).filter(|o| !o.endpoints.is_empty()),
         })
         .map(|()| 0),
         Command::Check(CheckArgs {

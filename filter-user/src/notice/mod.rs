@@ -51,6 +51,8 @@ pub struct NoticeConfig {
     /// no certificate can name a blocked site, see docs/redirect.md); `None` for none,
     /// 0 for a free port.
     pub reset_port: Option<u16>,
+    /// Follow the fleet's list in etcd instead of `orders` (as the routers do).
+    pub fleet: Option<crate::fleet::EtcdOptions>,
 }
 
 /// The list as last read; kept when a new version fails to validate.
@@ -66,7 +68,11 @@ fn load(config: &NoticeConfig) -> Result<OrderList, String> {
 }
 
 /// The list at start; the server answers (naming no order) even when it cannot be read.
+/// The fleet's list is fetched by `follow` as soon as the server runs.
 fn initial_list(config: &NoticeConfig) -> SharedList {
+    if config.fleet.is_some() {
+        return Arc::default();
+    }
     Arc::new(RwLock::new(match load(config) {
         Ok(l) => Some(l),
         Err(e) => {
@@ -79,8 +85,73 @@ fn initial_list(config: &NoticeConfig) -> SharedList {
     }))
 }
 
-/// Follows the file: a changed list is used once it validates. Runs until dropped.
+/// Follows the list (the file, or the fleet's in etcd): a changed list is used once it
+/// validates. Runs until dropped.
 async fn follow(list: SharedList, config: NoticeConfig) {
+    match &config.fleet {
+        Some(etcd) => follow_fleet(list, etcd.clone()).await,
+        None => follow_file(list, config).await,
+    }
+}
+
+/// The fleet's current version, read when the pointer's watch says it changed and every
+/// few seconds besides (which also reconnects after etcd was unreachable).
+async fn follow_fleet(list: SharedList, etcd: crate::fleet::EtcdOptions) {
+    use crate::fleet::Fleet;
+    let mut seen: Option<String> = None;
+    let mut fleet: Option<Fleet> = None;
+    let mut changes: Option<tokio::sync::mpsc::Receiver<()>> = None;
+    loop {
+        if fleet.is_none() {
+            match Fleet::connect(&etcd).await {
+                Ok(mut f) => {
+                    changes = f.watch_current().await.ok();
+                    fleet = Some(f);
+                }
+                Err(e) => log::warn!("following the fleet's list: {}", crate::error_chain(&e)),
+            }
+        }
+        if let Some(f) = fleet.as_mut() {
+            match f.fetch_current().await {
+                Ok(Some((current, fetched))) if seen.as_ref() != Some(&current.sha256) => {
+                    let (parsed, problems) = check(&fetched.bytes, &Policy::default());
+                    match parsed {
+                        Some(l) => {
+                            log::info!(
+                                "following version {} of the fleet's list ({} orders)",
+                                fetched.version,
+                                l.orders.len()
+                            );
+                            *list.write().unwrap_or_else(|p| p.into_inner()) = Some(l);
+                            seen = Some(current.sha256);
+                        }
+                        None => log::warn!(
+                            "version {} of the fleet's list is invalid; keeping the previous one:\n{problems}",
+                            fetched.version
+                        ),
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    log::warn!("following the fleet's list: {}", crate::error_chain(&e));
+                    fleet = None;
+                }
+            }
+        }
+        let wait = tokio::time::sleep(Duration::from_secs(2));
+        match changes.as_mut() {
+            Some(rx) => {
+                tokio::select! {
+                    _ = rx.recv() => {}
+                    _ = wait => {}
+                }
+            }
+            None => wait.await,
+        }
+    }
+}
+
+async fn follow_file(list: SharedList, config: NoticeConfig) {
     let mut seen = crate::orders::file::fingerprint(&config.orders);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -238,6 +309,7 @@ mod tests {
             max_list_bytes: 1 << 20,
             limits: Limits::default(),
             reset_port: None,
+            fleet: None,
         }
     }
 
