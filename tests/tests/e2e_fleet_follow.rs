@@ -12,7 +12,7 @@ use borderfilter_tests::{
     fleet::FleetNet,
     poll,
     topology::{order, order_list, Topology},
-    traffic::{sock, tcp_connects, Listeners, TCP_PORT},
+    traffic::{sock, tcp_connects, Listeners, Stream, TCP_PORT, UDP_PORT},
 };
 
 const TARGET: &str = "198.51.100.20";
@@ -102,7 +102,14 @@ fn three_routers_enforce_what_is_published_and_keep_it_while_etcd_is_down() {
         "{audit:#}"
     );
 
-    // etcd goes away while traffic flows: nothing changes on the routers.
+    // etcd goes away while traffic flows: nothing changes on the routers, and not one
+    // datagram to a blocked address reaches a server.
+    let targets = [sock(TARGET, UDP_PORT), sock(OTHER, UDP_PORT)];
+    let mut streams: Vec<Stream> = f
+        .routers
+        .iter()
+        .map(|t| Stream::start(&t.client, &targets, Duration::from_millis(2)))
+        .collect();
     f.stop_etcd();
     let status = poll::until("status to say etcd is unreachable", WAIT, || {
         let s = daemons[0].status();
@@ -129,6 +136,14 @@ fn three_routers_enforce_what_is_published_and_keep_it_while_etcd_is_down() {
         "{log}"
     );
     assert!(blocked(&f.routers[1], OTHER));
+    for (i, stream) in streams.iter_mut().enumerate() {
+        stream.stop();
+        let sent: u64 = targets.iter().map(|t| stream.sent(*t)).sum();
+        assert!(sent > 100, "router {i}: the stream ran ({sent} datagrams)");
+        for a in [TARGET, OTHER] {
+            assert_eq!(servers[i].udp(a), 0, "router {i}: {a} reached the server");
+        }
+    }
 
     // etcd back: the routers report again, and a version published now reaches them.
     f.start_etcd();
