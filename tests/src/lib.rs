@@ -10,8 +10,10 @@
 //! - `poll`: waiting for a condition instead of sleeping;
 //! - `etcd`: real etcd members and clusters on loopback, and etcdctl;
 //! - `bpf`: the data plane seen from outside the daemon (trie sizes, the attached
-//!   program's verdict on a frame).
+//!   program's verdict on a frame);
+//! - `bad_input`: what the bad-input tests share (the good list they start from).
 
+pub mod bad_input;
 pub mod bpf;
 pub mod daemon;
 pub mod etcd;
