@@ -51,8 +51,18 @@ fn start_etcd(dir: &Path) -> anyhow::Result<Etcd> {
     let child = Command::new("etcd")
         .args(["--name", "bench", "--data-dir"])
         .arg(dir.join("etcd"))
-        .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-        .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+        .args([
+            "--listen-client-urls",
+            &client,
+            "--advertise-client-urls",
+            &client,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+        ])
         .args(["--initial-cluster", &format!("bench={peer}")])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("etcd.log"))?)
@@ -80,7 +90,10 @@ fn publish(options: &Options, path: &Path) -> anyhow::Result<String> {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    Ok(v["sha256"].as_str().context("publish names the digest")?.to_string())
+    Ok(v["sha256"]
+        .as_str()
+        .context("publish names the digest")?
+        .to_string())
 }
 
 /// The digest of the list `socket`'s daemon enforces.
