@@ -1,8 +1,8 @@
 //! Hostile and broken order lists (and control requests), on the host: the regressions of
 //! what fuzzing and the bad-input tests found, and a replay of the fuzz corpus and of
 //! every input that once failed, through the very properties the fuzz targets check
-//! (`fuzz/src/checks.rs`, included below). `tests/tests/e2e_bad_input.rs` takes the same
-//! kinds of input through the running daemon.
+//! (`fuzz/src/checks.rs`, included below). `tests/tests/e2e_bad_lists.rs` and
+//! `e2e_bad_requests.rs` take the same kinds of input through the running daemon.
 
 #[path = "../../fuzz/src/checks.rs"]
 mod checks;

@@ -10,14 +10,20 @@
 //! - `poll`: waiting for a condition instead of sleeping;
 //! - `etcd`: real etcd members and clusters on loopback, and etcdctl;
 //! - `bpf`: the data plane seen from outside the daemon (trie sizes, the attached
-//!   program's verdict on a frame).
+//!   program's verdict on a frame);
+//! - `bad_input`: what the bad-input tests share (the good list they start from);
+//! - `package`: the Debian package on this machine, installed and purged;
+//! - `systemd`: a unit's command line run as systemd would run it.
 
+pub mod bad_input;
 pub mod bpf;
 pub mod daemon;
 pub mod etcd;
 pub mod fleet;
 pub mod netns;
+pub mod package;
 pub mod poll;
+pub mod systemd;
 pub mod topology;
 pub mod traffic;
 

@@ -13,48 +13,33 @@
 //! the newest `target/debian/borderfilter_*.deb`. The test refuses to run if borderfilter
 //! is installed (or was, and left its configuration), or if anything at the package's
 //! paths exists: purging would destroy it.
+//!
+//! The package's paths, installing and purging it, and the host lock are in
+//! `tests/src/package.rs`; the units' command lines run as systemd would run them, in
+//! `tests/src/systemd.rs`. The checks are here.
 
 use std::{
-    collections::BTreeSet,
-    path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    path::Path,
+    process::{Command, Output},
     time::{Duration, Instant},
 };
 
 use borderfilter_tests::{
-    netns, poll,
+    netns,
+    package::{
+        deb_path, dpkg_files, dsh_entries, group_exists, ok, package_known, refuse_if_in_use, run,
+        text, HostLock, Installed, BIN, CREATED, DEFAULTS, MAN_PAGE, NOTICE_DEFAULTS,
+        NOTICE_TEMPLATES, NOTICE_UNIT, ORDERS, PACKAGE, UNIT,
+    },
+    poll,
+    systemd::{expand, unit_environment, unit_value, unit_value_opt, Unit, NOBODY},
     topology::{order, order_list, Topology},
     traffic::{body, http_get, sock, tcp_connects, Listeners, TCP_PORT},
 };
 
-const PACKAGE: &str = "borderfilter";
-const UNIT: &str = "/lib/systemd/system/borderfilter.service";
-const DEFAULTS: &str = "/etc/default/borderfilter";
-const NOTICE_UNIT: &str = "/lib/systemd/system/borderfilter-notice.service";
-const NOTICE_DEFAULTS: &str = "/etc/default/borderfilter-notice";
-/// Pages of the operator's own for the notice server, made by the test.
-const NOTICE_TEMPLATES: &str = "/etc/borderfilter/notice";
 /// The worst `systemd-analyze security` exposure allowed for the notice unit (as in
 /// xtask/src/deb.rs): 2.0, "OK".
 const NOTICE_MAX_EXPOSURE: f64 = 2.0;
-/// The user a `DynamicUser=yes` unit runs as here: not root, in no group, owning nothing.
-const NOBODY: u32 = 65534;
-const ORDERS: &str = "/etc/borderfilter/orders.json";
-const BIN: &str = "/usr/sbin/borderfilter";
-const MAN_PAGE: &str = "/usr/share/man/man8/borderfilter.8.gz";
-/// What the package and its daemon create outside the files dpkg lists.
-const CREATED: &[&str] = &[
-    "/etc/borderfilter",
-    "/var/lib/borderfilter",
-    "/run/borderfilter",
-    "/sys/fs/bpf/borderfilter",
-];
-/// Where deb-systemd-helper records units it enabled or masked.
-const DSH_STATE: &[&str] = &[
-    "/var/lib/systemd/deb-systemd-helper-enabled",
-    "/var/lib/systemd/deb-systemd-helper-masked",
-    "/etc/systemd/system",
-];
 const BLOCKED: &str = "198.51.100.10";
 const ALLOWED: &str = "203.0.113.10";
 const SHORT: Duration = Duration::from_millis(400);
@@ -278,171 +263,6 @@ fn the_package_installs_runs_its_unit_and_purges_without_a_trace() {
     eprintln!("package test: {:.1} s", started.elapsed().as_secs_f64());
 }
 
-/// The .deb to install.
-fn deb_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("BORDERFILTER_DEB") {
-        return PathBuf::from(p);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let dir = target.join("debian");
-    std::fs::read_dir(&dir)
-        .ok()
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.extension().is_some_and(|e| e == "deb")
-                && p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("borderfilter_"))
-        })
-        .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "no borderfilter_*.deb in {}: run `cargo xtask deb` (or `cargo xtask test`, \
-                 which builds it), or set BORDERFILTER_DEB",
-                dir.display()
-            )
-        })
-}
-
-/// Panics unless this machine has no trace of borderfilter: the test purges the package
-/// at the end, which would destroy an operator's installation and order list.
-#[track_caller]
-fn refuse_if_in_use() {
-    if package_known() {
-        panic!(
-            "borderfilter is installed on this machine (or its configuration is left): \
-             this test installs and purges the package, and will not touch an existing \
-             installation. Status: {}",
-            ok("dpkg-query", &["-W", "-f=${Status}", PACKAGE])
-        );
-    }
-    let present: Vec<&&str> = CREATED
-        .iter()
-        .chain(&[DEFAULTS, UNIT, NOTICE_DEFAULTS, NOTICE_UNIT, BIN])
-        .filter(|p| Path::new(p).exists())
-        .collect();
-    if !present.is_empty() {
-        panic!(
-            "{present:?} exist without the package: something else uses borderfilter's \
-             paths, which purging would remove; the test will not run"
-        );
-    }
-}
-
-fn package_known() -> bool {
-    Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", PACKAGE])
-        .output()
-        .is_ok_and(|o| {
-            let status = String::from_utf8_lossy(&o.stdout);
-            o.status.success() && !status.contains("not-installed")
-        })
-}
-
-fn group_exists() -> bool {
-    Command::new("getent")
-        .args(["group", PACKAGE])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Every entry of deb-systemd-helper's state and /etc/systemd/system that names us.
-fn dsh_entries() -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for dir in DSH_STATE {
-        let mut todo = vec![PathBuf::from(dir)];
-        while let Some(d) = todo.pop() {
-            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-                let path = e.path();
-                if path.is_dir() && !path.is_symlink() {
-                    todo.push(path.clone());
-                }
-                if path.to_string_lossy().contains(PACKAGE) {
-                    out.insert(path.display().to_string());
-                }
-            }
-        }
-    }
-    out
-}
-
-/// `dpkg -L`: everything the package installed.
-fn dpkg_files() -> BTreeSet<String> {
-    ok("dpkg", &["-L", PACKAGE])
-        .lines()
-        .filter(|l| l.starts_with('/') && *l != "/.")
-        .map(str::to_string)
-        .collect()
-}
-
-/// The package installed; purged on drop if the test ends early.
-struct Installed {
-    /// The package's paths that existed before it was installed (/usr, /etc, ...).
-    existed: BTreeSet<String>,
-}
-
-impl Installed {
-    #[track_caller]
-    fn install(deb: &Path) -> Self {
-        let contents = ok("dpkg-deb", &["-c", &deb.display().to_string()]);
-        let existed = contents
-            .lines()
-            .filter_map(|line| line.split_whitespace().nth(5))
-            .map(|p| p.trim_start_matches('.').trim_end_matches('/').to_string())
-            .filter(|p| !p.is_empty() && Path::new(p).exists())
-            .collect();
-        dpkg(&["-i", &deb.display().to_string()]);
-        Installed { existed }
-    }
-
-    #[track_caller]
-    fn remove(&self) {
-        dpkg(&["-r", PACKAGE]);
-    }
-
-    /// Purges the package; returns the paths that existed before it was installed.
-    #[track_caller]
-    fn purge(mut self) -> BTreeSet<String> {
-        dpkg(&["-P", PACKAGE]);
-        let existed = std::mem::take(&mut self.existed);
-        std::mem::forget(self);
-        existed
-    }
-}
-
-impl Drop for Installed {
-    fn drop(&mut self) {
-        // The test's own files, which purging would leave.
-        let _ = std::fs::remove_dir_all(NOTICE_TEMPLATES);
-        let _ = Command::new("dpkg").args(["-P", PACKAGE]).output();
-        let _ = Command::new("rm")
-            .args(["-rf", "/sys/fs/bpf/borderfilter"])
-            .output();
-    }
-}
-
-/// dpkg, waiting while another dpkg or apt holds the lock.
-#[track_caller]
-fn dpkg(args: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let out = run("dpkg", args, None);
-        if out.status.success() {
-            return;
-        }
-        let err = String::from_utf8_lossy(&out.stderr);
-        if err.contains("lock") && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(500));
-            continue;
-        }
-        panic!("dpkg {} failed:\n{}", args.join(" "), text(&out));
-    }
-}
-
 /// The man page renders at 80 columns and has a section for every command `--help`
 /// lists, subcommands included.
 #[track_caller]
@@ -527,19 +347,6 @@ fn check_completions() {
             command[0]
         );
     }
-}
-
-/// `Key=value` of the unit's [Service] section (the last one, as systemd takes it).
-#[track_caller]
-fn unit_value(unit: &str, key: &str) -> String {
-    unit_value_opt(unit, key).unwrap_or_else(|| panic!("the unit has no {key}="))
-}
-
-fn unit_value_opt(unit: &str, key: &str) -> Option<String> {
-    unit.lines()
-        .filter_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
-        .next_back()
-        .map(|v| v.trim().to_string())
 }
 
 /// The notice unit's sandbox as `systemd-analyze security` rates it: at most
@@ -651,216 +458,11 @@ fn check_notice_unit(t: &Topology) {
     std::fs::remove_dir_all(NOTICE_TEMPLATES).expect("removing the test's templates");
 }
 
-/// The environment the unit gives the daemon: its EnvironmentFile= files, read as
-/// systemd reads them (KEY=VALUE, comments, quotes).
-fn unit_environment(unit: &str) -> Vec<(String, String)> {
-    let mut env = Vec::new();
-    for file in unit
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("EnvironmentFile="))
-    {
-        let (optional, path) = match file.strip_prefix('-') {
-            Some(p) => (true, p),
-            None => (false, file),
-        };
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(_) if optional => continue,
-            Err(e) => panic!("EnvironmentFile {path}: {e}"),
-        };
-        for line in text.lines().map(str::trim) {
-            if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-                continue;
-            }
-            if let Some((k, v)) = line.split_once('=') {
-                let v = v.trim();
-                let v = v
-                    .strip_prefix('"')
-                    .and_then(|v| v.strip_suffix('"'))
-                    .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
-                    .unwrap_or(v);
-                env.push((k.trim().to_string(), v.to_string()));
-            }
-        }
-    }
-    env
-}
-
-/// A command line as systemd expands it: `$VAR` as a word becomes the variable's value
-/// split at whitespace, `${VAR}` its value as one word.
-fn expand(line: &str, env: &[(String, String)]) -> Vec<String> {
-    let get = |k: &str| {
-        env.iter()
-            .rev()
-            .find(|(key, _)| key == k)
-            .map_or("", |(_, v)| v.as_str())
-    };
-    let mut out = Vec::new();
-    for word in line.split_whitespace() {
-        if let Some(name) = word.strip_prefix("${").and_then(|w| w.strip_suffix('}')) {
-            out.push(get(name).to_string());
-        } else if let Some(name) = word.strip_prefix('$') {
-            out.extend(get(name).split_whitespace().map(str::to_string));
-        } else {
-            out.push(word.to_string());
-        }
-    }
-    out
-}
-
-/// A unit's command line started as systemd starts it (through setpriv): under its
-/// CapabilityBoundingSet=, with its AmbientCapabilities= and NoNewPrivileges=, and for
-/// `DynamicUser=yes` as a user that is not root and in no group.
-struct Unit {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Unit {
-    /// The daemon's unit, in the router.
-    #[track_caller]
-    fn start(t: &Topology, unit: &str, argv: &[String]) -> Self {
-        Self::start_in(t.router.path(), t.dir.join("unit.log"), unit, argv)
-    }
-
-    #[track_caller]
-    fn start_in(ns: String, log: PathBuf, unit: &str, argv: &[String]) -> Self {
-        let caps = |key: &str| -> Vec<String> {
-            unit_value_opt(unit, key)
-                .unwrap_or_default()
-                .split_whitespace()
-                .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
-                .collect()
-        };
-        let bounding = caps("CapabilityBoundingSet");
-        assert!(!bounding.is_empty(), "the unit bounds no capability");
-        let mut setpriv = vec![format!("--bounding-set=-all,{}", bounding.join(","))];
-        let ambient = caps("AmbientCapabilities");
-        if ambient.is_empty() {
-            setpriv.push("--inh-caps=-all".into());
-        } else {
-            let ambient = ambient.join(",");
-            setpriv.push(format!("--inh-caps=-all,{ambient}"));
-            setpriv.push(format!("--ambient-caps=-all,{ambient}"));
-        }
-        if unit_value_opt(unit, "NoNewPrivileges").as_deref() == Some("yes") {
-            setpriv.push("--no-new-privs".into());
-        }
-        assert_eq!(
-            unit_value_opt(unit, "User"),
-            None,
-            "the test knows DynamicUser= only"
-        );
-        if unit_value_opt(unit, "DynamicUser").as_deref() == Some("yes") {
-            setpriv.extend([
-                format!("--reuid={NOBODY}"),
-                format!("--regid={NOBODY}"),
-                "--clear-groups".into(),
-            ]);
-        }
-        setpriv.push("--".into());
-        let out = std::fs::File::create(&log).expect("creating the unit's log");
-        let mut cmd = Command::new("setpriv");
-        cmd.args(&setpriv)
-            .args(argv)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("dup"))
-            .stderr(out);
-        netns::start_in(&mut cmd, ns);
-        let child = cmd.spawn().expect("starting setpriv");
-        Self {
-            child: Some(child),
-            log,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    #[track_caller]
-    fn wait_until_it_answers(&mut self, socket: &Path) {
-        poll::until(
-            "the daemon to answer on its socket",
-            Duration::from_secs(60),
-            || {
-                self.assert_running();
-                let out = cli(socket, &["status"]);
-                (out.status.success(), text(&out))
-            },
-        );
-    }
-
-    #[track_caller]
-    fn assert_running(&mut self) {
-        if let Some(status) = self
-            .child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
-        {
-            panic!("the daemon exited with {status}:\n{}", self.log());
-        }
-    }
-
-    /// SIGTERM, as `systemctl stop` sends it, and wait.
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Unit {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Serialises package tests of concurrent runs on this machine: they install the same
-/// package.
-struct HostLock {
-    _file: std::fs::File,
-}
-
-impl HostLock {
-    fn take() -> Self {
-        use std::os::fd::AsRawFd;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open("/run/lock/borderfilter-package-test.lock")
-            .expect("opening the lock file");
-        // SAFETY: flock on a file we own; released when it is closed.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-        assert_eq!(rc, 0, "flock: {}", std::io::Error::last_os_error());
-        Self { _file: file }
-    }
-}
-
 fn in_router(t: &Topology, program: &str, args: &[&str]) -> Output {
     let mut cmd = Command::new(program);
     netns::start_in(cmd.args(args), t.router.path())
         .output()
         .unwrap_or_else(|e| panic!("running {program}: {e}"))
-}
-
-fn cli(socket: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {BIN}: {e}"))
 }
 
 fn status_of(report: &serde_json::Value, check: &str) -> String {
@@ -882,35 +484,4 @@ fn field_of(report: &serde_json::Value, check: &str, field: &str) -> String {
 
 fn write(path: &str, contents: &str) {
     std::fs::write(path, contents).unwrap_or_else(|e| panic!("writing {path}: {e}"));
-}
-
-fn run(program: &str, args: &[&str], file: Option<&Path>) -> Output {
-    let mut c = Command::new(program);
-    c.args(args);
-    if let Some(f) = file {
-        c.arg(f);
-    }
-    c.output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
-}
-
-/// Runs a command that must succeed; returns its stdout.
-#[track_caller]
-fn ok(program: &str, args: &[&str]) -> String {
-    let out = run(program, args, None);
-    assert!(
-        out.status.success(),
-        "`{program} {}` failed:\n{}",
-        args.join(" "),
-        text(&out)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
