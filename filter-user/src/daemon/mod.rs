@@ -78,8 +78,12 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     let engine: Shared = match started {
         Ok(e) => Arc::new(Mutex::new(e)),
         Err(e) => {
-            // Refused before it served anything: leave no socket behind.
+            // Refused before it served anything: leave no socket behind, nor the
+            // directory made for it (removed only if empty).
             let _ = std::fs::remove_file(&socket);
+            if let Some(dir) = socket.parent() {
+                let _ = std::fs::remove_dir(dir);
+            }
             return Err(e);
         }
     };
