@@ -439,6 +439,11 @@ pub fn run(ifaces: &[String], keep: bool, daemon_args: &[String]) -> anyhow::Res
         println!("{line}");
     }
     show("the audit trail", &bin, &["audit"])?;
+    show(
+        "since when is 203.0.113.10 blocked, by which order, who decided? (compliance)",
+        &bin,
+        &["audit", "--prefix", "203.0.113.10"],
+    )?;
     let (orders, pins) = (format!("{DIR}/orders.json"), format!("{DIR}/bpffs/pins"));
     show(
         "proof that the data plane enforces exactly the file (read from the pinned maps)",
