@@ -434,20 +434,24 @@ impl Fleet {
         Ok(published)
     }
 
+    /// The keys under `prefix`, without their values.
+    async fn keys_under(&mut self, prefix: &str) -> Result<etcd_client::GetResponse, FleetError> {
+        let mut kv = self.client().await?.kv_client();
+        self.call(
+            "list",
+            prefix,
+            kv.get(
+                prefix.to_string(),
+                Some(GetOptions::new().with_prefix().with_keys_only()),
+            ),
+        )
+        .await
+    }
+
     /// Every version that has a manifest, ascending.
     pub async fn versions(&mut self) -> Result<Vec<u64>, FleetError> {
         let prefix = self.keys.versions();
-        let mut kv = self.client().await?.kv_client();
-        let resp = self
-            .call(
-                "list",
-                &prefix,
-                kv.get(
-                    prefix.clone(),
-                    Some(GetOptions::new().with_prefix().with_keys_only()),
-                ),
-            )
-            .await?;
+        let resp = self.keys_under(&prefix).await?;
         let mut versions: Vec<u64> = resp
             .kvs()
             .iter()
@@ -490,16 +494,7 @@ impl Fleet {
             referenced.extend(m.chunks);
         }
         let prefix = self.keys.chunks();
-        let resp = self
-            .call(
-                "list",
-                &prefix,
-                kv.get(
-                    prefix.clone(),
-                    Some(GetOptions::new().with_prefix().with_keys_only()),
-                ),
-            )
-            .await?;
+        let resp = self.keys_under(&prefix).await?;
         for chunk in resp.kvs() {
             let Ok(key) = std::str::from_utf8(chunk.key()) else {
                 continue;
