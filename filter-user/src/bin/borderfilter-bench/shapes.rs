@@ -271,8 +271,8 @@ pub fn exact(family: u8, n: usize, rng: &mut SmallRng) -> Shape {
 
 /// Crowded: `n` prefixes in `blocks` /24s (IPv6: /48s) of the region. Each block holds
 /// entries longer than itself from 25 of the 100 orders; half the blocks are listed
-/// whole by another order, and some /22s and /20s (IPv6: /44s and /40s) over them by
-/// others still; each block has a few exceptions inside (hosts and small networks),
+/// whole by an order drawn at random, and some /22s and /20s (IPv6: /44s and /40s) over
+/// them by random orders too; each block has a few exceptions inside (hosts and small networks),
 /// some of them under longer entries of orders, which still block.
 pub fn crowded(family: u8, n: usize, blocks: usize, rng: &mut SmallRng) -> Shape {
     let (block_len, max_len): (u8, u8) = if family == 4 { (24, 32) } else { (48, 128) };
@@ -308,7 +308,7 @@ pub fn crowded(family: u8, n: usize, blocks: usize, rng: &mut SmallRng) -> Shape
     let mut listed: Vec<(Prefix, usize)> = Vec::with_capacity(n);
     let mut exceptions = Vec::new();
     let mut all_orders: Vec<usize> = (0..ORDERS).collect();
-    // Covering prefixes: half the blocks whole, and some broader ones, by other orders.
+    // Covering prefixes: half the blocks whole, and some broader ones, by random orders.
     for (k, &i) in indices.iter().enumerate() {
         let block = block_prefix(i, block_len);
         if k % 2 == 0 && seen.insert(block) {
