@@ -38,15 +38,17 @@ pub struct Row {
     pub ratio: f64,
 }
 
-/// Loads the bench object with `entries` dropping under rule 2.
+/// Loads the bench object, at the daemon's default capacities, with `entries` dropping
+/// under rule 2.
 pub fn loaded(entries: &BTreeMap<Prefix, filter_common::Entry>) -> anyhow::Result<Dataplane> {
     let mut dp = Dataplane::load_object(
         BENCH_OBJECT,
         &["bench_classify", "bench_generate", "bench_drop"],
         &LoadOptions {
             pin_dir: None,
-            v4_capacity: 1_200_000,
-            v6_capacity: 200_000,
+            // The daemon's defaults (`borderfilter run --capacity-v4/--capacity-v6`).
+            v4_capacity: filter_common::maps::DEFAULT_PREFIX_CAPACITY,
+            v6_capacity: filter_common::maps::DEFAULT_PREFIX_CAPACITY,
         },
     )
     .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
@@ -100,7 +102,7 @@ pub fn configure(dp: &mut Dataplane, config: BenchConfig) -> anyhow::Result<()> 
 }
 
 /// Mean nanoseconds per run of `bench_classify` over `repeat` runs.
-fn mean_ns(dp: &Dataplane, repeat: u32) -> anyhow::Result<f64> {
+pub fn mean_ns(dp: &Dataplane, repeat: u32) -> anyhow::Result<f64> {
     let frame = Frame::v4("192.0.2.1".parse()?, "192.0.2.2".parse()?).bytes();
     let mut out = vec![0u8; 256];
     let result = dp
@@ -115,7 +117,7 @@ fn mean_ns(dp: &Dataplane, repeat: u32) -> anyhow::Result<f64> {
     Ok(result.duration.as_nanos() as f64)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }

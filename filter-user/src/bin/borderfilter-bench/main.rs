@@ -4,6 +4,8 @@
 //!
 //! - `lists`: the prefix sets (realistic length mixes) and address samples;
 //! - `classify`: classification cost per packet, filter against a plain LPM trie;
+//! - `shapes`, `shaped`: the same on lists shaped like real ones and like the worst
+//!   case (spread, crowded, exact), through the daemon's compile and sync;
 //! - `throughput`: frames per second through a veth pair, against a drop-all ceiling
 //!   and nftables;
 //! - `sync`: loading and changing a million prefixes, a single CLI change, memory;
@@ -16,6 +18,8 @@ mod lists;
 mod netns;
 mod report;
 mod scrape;
+mod shaped;
+mod shapes;
 mod sync;
 mod throughput;
 
@@ -80,6 +84,8 @@ fn main() -> anyhow::Result<()> {
     if runs("classify") {
         eprintln!("classification cost per packet (BPF_PROG_TEST_RUN, random addresses)...");
         report.classification = classify::run(&options)?;
+        eprintln!("classification cost on lists shaped like real ones and the worst case...");
+        report.shaped = shaped::run(&options)?;
     }
     if runs("throughput") {
         eprintln!("throughput through a veth pair (live frames)...");

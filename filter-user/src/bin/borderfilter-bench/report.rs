@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::{classify, fleet, scrape, sync, throughput};
+use crate::{classify, fleet, scrape, shaped, sync, throughput};
 
 #[derive(Debug, Serialize)]
 pub struct Machine {
@@ -25,6 +25,8 @@ pub struct Report {
     pub quick: bool,
     pub machine: Machine,
     pub classification: Vec<classify::Row>,
+    /// Classification on lists shaped like real ones and the worst case (issue 16).
+    pub shaped: Vec<shaped::Row>,
     pub throughput: Vec<throughput::Row>,
     /// `None` when the run left the sync benchmarks out (`--only`).
     pub sync: Option<sync::Sync>,
@@ -66,6 +68,7 @@ impl Report {
             quick,
             machine: machine(),
             classification: Vec::new(),
+            shaped: Vec::new(),
             throughput: Vec::new(),
             sync: None,
             scrape: None,
@@ -99,6 +102,7 @@ impl Report {
                 met: r.ratio <= 1.0,
             });
         }
+        self.evaluate_shaped();
         let thr = |c: &str| {
             self.throughput
                 .iter()
@@ -175,6 +179,48 @@ impl Report {
         }
     }
 
+    /// Issue 16's classification targets, on the shaped lists.
+    fn evaluate_shaped(&mut self) {
+        let find = |list: &str, family: u8, n: usize| {
+            self.shaped.iter().find(|r| {
+                r.list == list && r.family == family && r.prefixes == n && r.stream == "blocked"
+            })
+        };
+        let measured = |r: &shaped::Row| {
+            format!(
+                "{:.1} ns vs LPM trie {:.1} ns ({:.3}x), empty list {:.1} ns ({:.1}x)",
+                r.filter_ns, r.lpm_ns, r.vs_lpm, r.empty_ns, r.vs_empty
+            )
+        };
+        let mut targets = Vec::new();
+        if let Some(r) = find("spread", 4, 1_000_000) {
+            targets.push(Target {
+                what: "IPv4 1,000,000 spread, blocked: at most 1/10 of the LPM trie (issue 16)"
+                    .into(),
+                measured: measured(r),
+                met: r.vs_lpm <= 0.1,
+            });
+            targets.push(Target {
+                what: "IPv4 1,000,000 spread, blocked: at most 3x the empty-list cost (issue 16)"
+                    .into(),
+                measured: measured(r),
+                met: r.vs_empty <= 3.0,
+            });
+        }
+        for list in ["spread", "crowded"] {
+            if let Some(r) = find(list, 6, 100_000) {
+                targets.push(Target {
+                    what: format!(
+                        "IPv6 100,000 {list}, blocked: at most 1/4 of the LPM trie (issue 16)"
+                    ),
+                    measured: measured(r),
+                    met: r.vs_lpm <= 0.25,
+                });
+            }
+        }
+        self.targets.extend(targets);
+    }
+
     pub fn table(&self) -> String {
         let mut out = format!(
             "\nborderfilter benchmarks, {} ({}), {} x {}, kernel {}\n\n",
@@ -191,6 +237,16 @@ impl Report {
                 out += &format!(
                     "IPv{}    {:>9}  {:<8}  {:>12.1}  {:>8.1}  {:>5.2}\n",
                     r.family, r.prefixes, r.stream, r.filter_ns, r.baseline_ns, r.ratio
+                );
+            }
+        }
+        if !self.shaped.is_empty() {
+            out += "\nClassification on shaped lists, daemon's default capacities, 100 orders (ns per packet, addresses in 198.18.0.0/15 or 2001:db8::/33)\n";
+            out += "family  list     prefixes  stream       borderfilter  LPM trie  empty list  vs LPM  vs empty\n";
+            for r in &self.shaped {
+                out += &format!(
+                    "IPv{}    {:<7}  {:>8}  {:<11}  {:>12.1}  {:>8.1}  {:>10.1}  {:>6.2}  {:>8.1}\n",
+                    r.family, r.list, r.prefixes, r.stream, r.filter_ns, r.lpm_ns, r.empty_ns, r.vs_lpm, r.vs_empty
                 );
             }
         }
