@@ -28,7 +28,8 @@ const V4_MIX: [(u8, u32); 7] = [
 /// IPv6: /48 sites, /56 and /64 networks, some hosts and whole /32 allocations.
 const V6_MIX: [(u8, u32); 5] = [(48, 40), (64, 25), (56, 20), (128, 10), (32, 5)];
 
-fn pick_len(rng: &mut SmallRng, mix: &[(u8, u32)]) -> u8 {
+/// A prefix length drawn from `mix` (length, weight).
+pub fn pick_len(rng: &mut SmallRng, mix: &[(u8, u32)]) -> u8 {
     let total: u32 = mix.iter().map(|(_, w)| w).sum();
     let mut x = rng.random_range(0..total);
     for (len, w) in mix {

@@ -15,6 +15,8 @@ use std::{
 };
 
 use filter_user::prefix::Prefix;
+
+use crate::lists::pick_len;
 use rand::{rngs::SmallRng, seq::SliceRandom, Rng};
 
 /// Where IPv4 addresses are drawn: 198.18.0.0/15 (512 /24s).
@@ -132,18 +134,6 @@ impl Shape {
             exceptions.join(",\n")
         )
     }
-}
-
-fn pick_len(rng: &mut SmallRng, mix: &[(u8, u32)]) -> u8 {
-    let total: u32 = mix.iter().map(|(_, w)| w).sum();
-    let mut x = rng.random_range(0..total);
-    for (len, w) in mix {
-        if x < *w {
-            return *len;
-        }
-        x -= w;
-    }
-    mix[0].0
 }
 
 fn v4(a: u32, len: u8) -> Prefix {
