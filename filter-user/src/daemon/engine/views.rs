@@ -18,7 +18,7 @@ use filter_common::{action, types, verdict, Counter};
 
 impl Engine {
     pub fn status(&self) -> report::Status {
-        let file_state = self.source.read().map(|v| v.sha256);
+        let file_state = self.source.digest();
         let applied = self.applied.as_ref().map(|a| {
             let count = |s: OrderState| a.compiled.states.iter().filter(|(_, x)| *x == s).count();
             report::AppliedList {

@@ -333,6 +333,18 @@ impl ListSource for EtcdSource {
         }
     }
 
+    /// The pointer's digest: one small read, not the version's chunks.
+    fn digest(&self) -> Result<String, SourceError> {
+        match self.with_fleet(async |f| f.current().await)? {
+            Some(current) => {
+                let sha256 = current.sha256.clone();
+                lock(&self.state).current = Some(current);
+                Ok(sha256)
+            }
+            None => Err(SourceError::NothingPublished { place: self.name() }),
+        }
+    }
+
     fn problem(&self) -> Option<String> {
         lock(&self.state)
             .unreachable

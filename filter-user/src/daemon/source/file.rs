@@ -87,6 +87,18 @@ impl ListSource for FileSource {
         self.revision_locked(&lock(&self.shared))
     }
 
+    /// The digest this process knows for the file as it is now (or of the edits waiting
+    /// to be written), reading the file only when it changed since.
+    fn digest(&self) -> Result<String, SourceError> {
+        {
+            let state = lock(&self.shared);
+            if let Some(Revision::List(sha)) = self.revision_locked(&state) {
+                return Ok(sha);
+            }
+        }
+        self.read().map(|v| v.sha256)
+    }
+
     fn read(&self) -> Result<Version, SourceError> {
         let mut state = lock(&self.shared);
         if let Some(p) = &state.pending {

@@ -116,6 +116,11 @@ pub trait ListSource: Send {
     /// Waits (a few seconds at most) until what `commit_edit` acknowledged is written
     /// whole: before the daemon exits.
     fn flush(&self) {}
+    /// SHA-256 of the list the source holds now, for `status` (and so every scrape and
+    /// health check): without reading the whole list where the source can tell.
+    fn digest(&self) -> Result<String, SourceError> {
+        self.read().map(|v| v.sha256)
+    }
     /// What keeps the source from being followed now, if anything (a store that cannot be
     /// reached, and since when): shown in `status` and the metrics.
     fn problem(&self) -> Option<String> {
