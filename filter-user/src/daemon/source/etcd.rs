@@ -90,6 +90,9 @@ pub struct EtcdSource {
     config: FleetConfig,
     runtime: Handle,
     state: Arc<Mutex<State>>,
+    /// One report at a time (the engine's and the look thread's): two would each make
+    /// a lease for the same key.
+    reporting: Arc<Mutex<()>>,
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -124,6 +127,7 @@ impl EtcdSource {
                 status,
                 ..State::default()
             })),
+            reporting: Arc::default(),
         }
     }
 
@@ -207,36 +211,44 @@ impl EtcdSource {
 
     /// Writes the status key (making it, with its lease, the first time).
     fn publish_status(&self) {
-        let value = {
+        let _one = self.reporting.lock().unwrap_or_else(|p| p.into_inner());
+        let (value, kept) = {
             let mut state = lock(&self.state);
             state.status.reported_at = rfc3339(OffsetDateTime::now_utc());
-            state.status.problem = state
-                .unreachable
-                .as_ref()
-                .map(|(since, why)| format!("etcd unreachable since {}: {why}", rfc3339(*since)));
-            serde_json::to_string(&state.status).expect("always serializes")
+            state.status.problem = unreachable_since(&state);
+            if state.unreachable.is_some() && state.key.is_none() {
+                return;
+            }
+            let value = serde_json::to_string(&state.status).expect("always serializes");
+            // Taken out while in use: no lock is held over the network.
+            (value, state.key.take())
         };
-        let key = self.config.etcd.prefix.clone();
         let name = self.config.router.clone();
-        let mut state = lock(&self.state);
-        if state.unreachable.is_some() && state.key.is_none() {
-            return;
-        }
-        let result = if let Some(kept) = state.key.as_mut() {
-            self.runtime.block_on(kept.update(&value))
-        } else {
-            drop(state);
-            let kept = self.with_fleet(async |f| {
-                let key = f.keys().router(&name);
-                f.keep_key(&key, &value, STATUS_TTL).await
-            });
-            state = lock(&self.state);
-            kept.map(|k| state.key = Some(k))
+        let result = match kept {
+            Some(mut kept) => {
+                let r = self.runtime.block_on(kept.update(&value));
+                lock(&self.state).key = Some(kept);
+                r
+            }
+            None => self
+                .with_fleet(async |f| {
+                    let key = f.keys().router(&name);
+                    f.keep_key(&key, &value, STATUS_TTL).await
+                })
+                .map(|k| lock(&self.state).key = Some(k)),
         };
         if let Err(e) = result {
-            log::debug!("reporting to etcd under {key}: {}", error_chain(&e));
+            log::debug!("reporting to etcd as router {name}: {}", error_chain(&e));
         }
     }
+}
+
+/// "etcd unreachable since T: why", while it is.
+fn unreachable_since(state: &State) -> Option<String> {
+    state
+        .unreachable
+        .as_ref()
+        .map(|(since, why)| format!("etcd unreachable since {}: {why}", rfc3339(*since)))
 }
 
 impl ListSource for EtcdSource {
@@ -346,10 +358,7 @@ impl ListSource for EtcdSource {
     }
 
     fn problem(&self) -> Option<String> {
-        lock(&self.state)
-            .unreachable
-            .as_ref()
-            .map(|(since, why)| format!("etcd unreachable since {}: {why}", rfc3339(*since)))
+        unreachable_since(&lock(&self.state))
     }
 
     fn report(&self, enforcing: &Enforcing) {
@@ -372,6 +381,7 @@ impl ListSource for EtcdSource {
             config: self.config.clone(),
             runtime: self.runtime.clone(),
             state: Arc::clone(&self.state),
+            reporting: Arc::clone(&self.reporting),
         };
         // The pointer's watch: a change is a sync (the pointer is read again then).
         let notify = changed.clone();
