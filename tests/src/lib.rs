@@ -9,6 +9,7 @@
 //! - `traffic`: sockets inside a namespace;
 //! - `poll`: waiting for a condition instead of sleeping;
 //! - `etcd`: real etcd members and clusters on loopback, and etcdctl;
+//! - `dns`: a real authoritative DNS server (knot) linked to a topology's router;
 //! - `bpf`: the data plane seen from outside the daemon (trie sizes, the attached
 //!   program's verdict on a frame);
 //! - `bad_input`: what the bad-input tests share (the good list they start from);
@@ -18,6 +19,7 @@
 pub mod bad_input;
 pub mod bpf;
 pub mod daemon;
+pub mod dns;
 pub mod etcd;
 pub mod fleet;
 pub mod netns;

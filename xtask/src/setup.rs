@@ -22,15 +22,17 @@ pub const BUILD_PACKAGES: &[&str] = &[
 
 /// Tools the tests use the way an operator would.
 pub const TEST_PACKAGES: &[&str] = &[
-    "iproute2",    // ip netns, veth
-    "nftables",    // the baseline the benchmarks compare against
-    "ethtool",     // GRO on veth peers that receive redirected frames
-    "curl",        // HTTP probes in the demo and end-to-end tests
-    "python3",     // the demo's stand-in web server
-    "prometheus",  // promtool checks the metrics and the alert rules
-    "etcd-server", // the fleet's store: the fleet tests start their own members
-    "etcd-client", // etcdctl: the fleet tests write bad keys and set up users with it
-    "openssl",     // the fleet tests' CA, server and client certificates
+    "iproute2",      // ip netns, veth
+    "nftables",      // the baseline the benchmarks compare against
+    "ethtool",       // GRO on veth peers that receive redirected frames
+    "curl",          // HTTP probes in the demo and end-to-end tests
+    "python3",       // the demo's stand-in web server
+    "prometheus",    // promtool checks the metrics and the alert rules
+    "etcd-server",   // the fleet's store: the fleet tests start their own members
+    "etcd-client",   // etcdctl: the fleet tests write bad keys and set up users with it
+    "openssl",       // the fleet tests' CA, server and client certificates
+    "knot",          // knotd, knotc: the DNS tests start their own authoritative server
+    "knot-dnsutils", // kdig: the DNS tests ask that server from the router namespace
 ];
 
 /// Tools that build and check the Debian package (`cargo xtask deb`) and that the
