@@ -89,7 +89,13 @@ pub struct Compiled {
     /// What lists each entry's prefix: exceptions, and orders in force. Kept so that a
     /// small change can be compiled without going through the whole list again.
     pub listers: Listers,
+    /// The addresses each order in force holds because its names resolved to them
+    /// (host prefixes, by order index), as compiled.
+    pub resolved: Resolved,
 }
+
+/// Addresses orders hold through their names: host prefixes by order index.
+pub type Resolved = BTreeMap<usize, std::collections::BTreeSet<Prefix>>;
 
 /// What lists each listed prefix (a fast hasher: a million entries are hashed at every
 /// full compile).
@@ -102,6 +108,20 @@ pub enum Lister {
     Exception,
     /// An order in force, by its index in the list.
     Order(usize),
+    /// An order in force through one of its names (the address is what a name resolved
+    /// to): ranks exactly as `Order`, kept apart so that removing the prefix from one
+    /// does not remove it from the other.
+    Resolved(usize),
+}
+
+impl Lister {
+    /// The order listing, if an order does.
+    pub fn order(self) -> Option<usize> {
+        match self {
+            Lister::Exception => None,
+            Lister::Order(i) | Lister::Resolved(i) => Some(i),
+        }
+    }
 }
 
 /// A change to what lists a prefix.
@@ -178,14 +198,14 @@ impl Inherited {
         }
         let mut state = self;
         for lister in listers {
-            let Lister::Order(index) = lister else {
+            let Some(index) = lister.order() else {
                 continue;
             };
-            let order = &list.orders[*index];
+            let order = &list.orders[index];
             let candidate = Candidate {
                 strictness: order.action.strictness(),
                 length: prefix.length(),
-                order: *index,
+                order: index,
             };
             for (slot, side) in Side::BOTH.iter().enumerate() {
                 if order.direction().covers(*side)
@@ -244,6 +264,17 @@ pub fn compile(
     now: OffsetDateTime,
     numbering: &Numbering,
 ) -> Result<Compiled, CompileError> {
+    compile_with(list, now, numbering, &Resolved::new())
+}
+
+/// [`compile`], with the addresses orders hold through their names (only those of
+/// orders in force count).
+pub fn compile_with(
+    list: &OrderList,
+    now: OffsetDateTime,
+    numbering: &Numbering,
+    resolved: &Resolved,
+) -> Result<Compiled, CompileError> {
     let mut out = Compiled::default();
     out.rules
         .insert(EXCEPTION_RULE, Rule::new(action::EXEMPT, EXCEPTION_OWNER));
@@ -301,6 +332,10 @@ pub fn compile(
                     .iter()
                     .map(|p| (p.value, Lister::Order(index))),
             );
+            if let Some(addrs) = resolved.get(&index) {
+                items.extend(addrs.iter().map(|p| (*p, Lister::Resolved(index))));
+                out.resolved.insert(index, addrs.clone());
+            }
         }
     }
     items.sort_by_key(|item| item.0);

@@ -9,6 +9,8 @@ pub const SOCKET: &str = "/run/borderfilter/control.sock";
 pub const PIN_DIR: &str = "/sys/fs/bpf/borderfilter";
 /// A fleet router's copy of the last list it read from etcd.
 pub const FLEET_COPY: &str = "/var/lib/borderfilter/fleet-list.json";
+/// What the names in orders resolved to, kept across restarts.
+pub const NAMES_STATE: &str = "/var/lib/borderfilter/names.json";
 /// Where the audit trail is appended.
 pub const AUDIT_LOG: &str = "/var/lib/borderfilter/audit.jsonl";
 /// The options file the systemd unit reads.

@@ -8,6 +8,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::{
+    compile::Resolved,
     orders::{Action, OrderList, OrderState, Side},
     prefix::Prefix,
 };
@@ -31,6 +32,18 @@ pub enum Decision {
 
 /// The decision for `addr` looked up as `side` at `now`.
 pub fn decide(list: &OrderList, now: OffsetDateTime, addr: IpAddr, side: Side) -> Decision {
+    decide_with(list, now, addr, side, &Resolved::new())
+}
+
+/// [`decide`], with the addresses orders hold through their names: each counts as one
+/// more prefix of its order.
+pub fn decide_with(
+    list: &OrderList,
+    now: OffsetDateTime,
+    addr: IpAddr,
+    side: Side,
+    resolved: &Resolved,
+) -> Decision {
     let exception = list
         .exceptions
         .iter()
@@ -43,7 +56,13 @@ pub fn decide(list: &OrderList, now: OffsetDateTime, addr: IpAddr, side: Side) -
         .iter()
         .enumerate()
         .filter(|(_, o)| o.state(now) == OrderState::Active && o.direction().covers(side))
-        .flat_map(|(i, o)| o.prefixes.iter().map(move |p| (i, o, p.value)))
+        .flat_map(|(i, o)| {
+            o.prefixes
+                .iter()
+                .map(|p| p.value)
+                .chain(resolved.get(&i).into_iter().flatten().copied())
+                .map(move |p| (i, o, p))
+        })
         .filter(|(_, _, p)| p.contains_addr(addr) && i16::from(p.length()) > floor.unwrap_or(-1))
         .max_by_key(|(i, o, p)| (o.action.strictness(), p.length(), std::cmp::Reverse(*i)));
     match (best, exception) {

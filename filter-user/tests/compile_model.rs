@@ -73,7 +73,9 @@ fn random_list(rng: &mut SmallRng) -> OrderList {
             prefixes: (0..rng.random_range(1..40))
                 .map(|_| listed(random_prefix(rng)))
                 .collect(),
+            domains: Vec::new(),
             allow_broad: None,
+            allow_shared: None,
             note: None,
         });
     }

@@ -70,6 +70,8 @@ impl Daemon {
             t.pin_dir.display().to_string(),
             "--audit-log".into(),
             t.dir.join("audit.jsonl").display().to_string(),
+            "--names-state".into(),
+            t.dir.join("names.json").display().to_string(),
         ]);
         if !extra.iter().any(|a| a.starts_with("--metrics")) {
             args.push("--no-metrics".into());

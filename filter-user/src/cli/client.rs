@@ -273,6 +273,9 @@ fn render_status(s: report::Status) -> String {
     if let Some(t) = &s.next_change {
         out += &format!("  next change {t}\n");
     }
+    if let Some(n) = &s.names {
+        out += &super::names_render::status(n);
+    }
     if let Some(r) = &s.refusal {
         out += &format!(
             "REFUSED at {} ({}): the filter keeps the list in force.\n",
@@ -297,7 +300,11 @@ fn render_orders(rows: Vec<report::OrderRow>) -> String {
                 r.state.clone(),
                 r.action.clone(),
                 r.direction.clone(),
-                r.prefixes.to_string(),
+                if r.domains > 0 {
+                    format!("{} + {} name(s)", r.prefixes, r.domains)
+                } else {
+                    r.prefixes.to_string()
+                },
                 human(r.packets),
                 human(r.bytes),
                 r.expires.clone().unwrap_or_else(|| "-".into()),
@@ -346,6 +353,7 @@ fn render_order(o: report::OrderDetail) -> String {
     for p in &o.prefix_list {
         out += &format!("    {p}\n");
     }
+    out += &super::names_render::order_domains(&o.domains);
     out
 }
 
@@ -370,8 +378,15 @@ fn render_check(c: report::CheckReport) -> String {
             ),
             (None, None) => " (no order covers it)".into(),
         };
-        out += &format!("{} as {}: {}{detail}\n", c.address, s.side, s.verdict);
+        out += &format!(
+            "{} as {}: {}{detail}{}\n",
+            c.address,
+            s.side,
+            s.verdict,
+            super::names_render::resolved_from(&s.resolved_from)
+        );
     }
+    out += &super::names_render::check_guarded(&c.guarded);
     if !c.dataplane_agrees {
         out += "WARNING: the kernel's maps give a different answer than the list in force; run `borderfilter reload` and report this\n";
     }

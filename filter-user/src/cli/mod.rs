@@ -7,6 +7,8 @@ mod doctor;
 mod fleet;
 mod fleet_status;
 mod generate;
+mod names_args;
+mod names_render;
 mod offline;
 pub mod table;
 mod verify;
@@ -409,6 +411,8 @@ pub struct RunArgs {
         requires = "redirect_iface"
     )]
     pub redirect_neighbor: Option<std::net::IpAddr>,
+    #[command(flatten)]
+    pub names: names_args::NamesArgs,
 }
 
 #[derive(Debug, Args)]

@@ -21,7 +21,9 @@ pub fn run_daemon(args: RunArgs, socket: std::path::PathBuf) -> anyhow::Result<i
     if args.ifaces.is_empty() {
         log::warn!("no --iface given: the daemon keeps the maps in sync but filters no interface");
     }
+    let names = args.names.config()?;
     daemon::run(Config {
+        names,
         ifaces: args.ifaces,
         orders: args.orders,
         socket,

@@ -27,6 +27,86 @@ pub struct Status {
     pub next_change: Option<String>,
     /// The way to the block-notice host, when configured.
     pub redirect: Option<RedirectStatus>,
+    /// Names in orders: how their resolution goes (absent when no order names one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<NamesStatus>,
+}
+
+/// The names of the list in force, as the daemon resolves them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NamesStatus {
+    pub names: usize,
+    /// Addresses enforced because a name returns them now / returned them within the
+    /// grace period.
+    pub addresses_current: usize,
+    pub addresses_in_grace: usize,
+    /// Names whose last resolution failed: their last known addresses stay enforced.
+    pub failing: Vec<NameFailure>,
+    /// Addresses names returned that are not blocked, and why.
+    pub guarded: Vec<GuardedReport>,
+    /// Names never resolved yet (nothing enforced for them).
+    pub unresolved: Vec<String>,
+    pub resolvers: Vec<String>,
+    /// Why names cannot be resolved at all, or their addresses not kept on disk.
+    pub problem: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NameFailure {
+    pub name: String,
+    pub orders: Vec<String>,
+    pub error: String,
+    pub since: String,
+    pub attempts: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GuardedReport {
+    pub address: String,
+    pub order: String,
+    pub names: Vec<String>,
+    pub why: String,
+}
+
+/// One name of an order, with its addresses.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DomainDetail {
+    /// As resolved (IDNA ASCII form).
+    pub name: String,
+    /// As a person reads it (Unicode), when it differs.
+    pub unicode: Option<String>,
+    pub resolved_at: Option<String>,
+    pub ttl: Option<u32>,
+    pub next_resolution: Option<String>,
+    pub failure: Option<NameFailure>,
+    pub addresses: Vec<AddressDetail>,
+    /// Addresses the last answer held beyond the per-name limit (64 per family): not
+    /// blocked.
+    #[serde(default)]
+    pub dropped: usize,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AddressDetail {
+    pub address: String,
+    /// `current`, `grace` (no longer returned; enforced until `grace_until`) or
+    /// `guarded` (returned, not blocked: see `guarded`).
+    pub state: String,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub ttl: u32,
+    pub grace_until: Option<String>,
+    pub guarded: Option<String>,
+}
+
+/// Why an address is blocked by a name: what it resolved to, when.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResolvedFrom {
+    pub name: String,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub ttl: u32,
+    pub grace_until: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -88,6 +168,8 @@ pub struct OrderRow {
     pub valid_from: Option<String>,
     pub expires: Option<String>,
     pub prefixes: usize,
+    #[serde(default)]
+    pub domains: usize,
     pub packets: u64,
     pub bytes: u64,
 }
@@ -98,6 +180,8 @@ pub struct OrderDetail {
     #[serde(flatten)]
     pub row: OrderRow,
     pub prefix_list: Vec<String>,
+    #[serde(default)]
+    pub domains: Vec<DomainDetail>,
     pub note: Option<String>,
 }
 
@@ -122,6 +206,10 @@ pub struct SideReport {
     pub order: Option<OrderRef>,
     /// For exempt: the exception's reason.
     pub exception_reason: Option<String>,
+    /// When the prefix is an address the order holds through its names: which names
+    /// resolved to it, and when.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolved_from: Vec<ResolvedFrom>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -131,6 +219,9 @@ pub struct CheckReport {
     /// Whether the kernel's maps give the same answer as the list (always true unless
     /// something is badly wrong; `check` says so loudly if not).
     pub dataplane_agrees: bool,
+    /// Names that resolved to the address without it being blocked, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guarded: Vec<GuardedReport>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

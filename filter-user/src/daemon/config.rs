@@ -26,6 +26,8 @@ pub struct Config {
     pub redirect: Option<RedirectConfig>,
     /// Follow the fleet's list in etcd instead of `orders`.
     pub fleet: Option<super::source::etcd::FleetConfig>,
+    /// Resolving the names in orders.
+    pub names: super::names::NamesConfig,
 }
 
 /// The way to the block-notice host.

@@ -57,6 +57,8 @@ struct Fixed {
     source_ok: bool,
     /// Configured interfaces with their XDP mode (`none`) and 1 if the filter runs there.
     attached: Vec<(Labels, i64)>,
+    /// Per order that names domains.
+    names: Vec<super::engine::OrderNames>,
 }
 
 /// `(name, value)` label pairs, the values escaped for the text formats.
@@ -161,6 +163,7 @@ impl Scrape {
                 in_sync: status.in_sync,
                 source_ok: status.source_problem.is_none(),
                 attached,
+                names: engine.name_metrics(),
             },
         }
     }
@@ -336,6 +339,41 @@ impl Collector for Fixed {
             "1 while the order list's source can be followed (always, for a file); 0 while it cannot (etcd unreachable): the filter keeps enforcing the list in force.",
             &[(vec![], i64::from(self.source_ok))],
         )?;
+        let per_order = |f: fn(&super::engine::OrderNames) -> u64| -> Vec<(Labels, u64)> {
+            self.names
+                .iter()
+                .map(|n| (labels(&[("order", &n.order)]), f(n)))
+                .collect()
+        };
+        counter(&mut e, "borderfilter_dns_resolutions", "Resolutions of the names of each order that gave addresses (since the daemon started).", &per_order(|n| n.resolutions))?;
+        counter(&mut e, "borderfilter_dns_failures", "Resolutions of the names of each order that failed (timeout, SERVFAIL, NXDOMAIN, no records): the last known addresses stay blocked.", &per_order(|n| n.failures))?;
+        let as_gauge = |v: Vec<(Labels, u64)>| -> Vec<(Labels, i64)> {
+            v.into_iter().map(|(l, n)| (l, n as i64)).collect()
+        };
+        gauge(
+            &mut e,
+            "borderfilter_dns_names_failing",
+            "Names of each order whose last resolution failed.",
+            &as_gauge(per_order(|n| n.failing)),
+        )?;
+        gauge(&mut e, "borderfilter_dns_guarded_addresses", "Addresses the names of each order resolved to that are not blocked: in a protected or shared-hosting range, or an exception.", &as_gauge(per_order(|n| n.guarded)))?;
+        let addresses: Vec<(Labels, i64)> = self
+            .names
+            .iter()
+            .flat_map(|n| {
+                [
+                    (
+                        labels(&[("order", &n.order), ("state", "current")]),
+                        n.current as i64,
+                    ),
+                    (
+                        labels(&[("order", &n.order), ("state", "grace")]),
+                        n.in_grace as i64,
+                    ),
+                ]
+            })
+            .collect();
+        gauge(&mut e, "borderfilter_dns_addresses", "Addresses the names of each order hold: returned by the last answer (current), or no longer returned and blocked through the grace period (grace).", &addresses)?;
         gauge(&mut e, "borderfilter_attached", "1 for each interface the filter is attached to (with its XDP mode); 0 for a configured interface it is missing from.", &self.attached)?;
         gauge(
             &mut e,

@@ -4,6 +4,7 @@
 //! - `config`: its settings;
 //! - `source`: where the list comes from (the file), read, watched and written back;
 //! - `engine`: the data plane and the list in force, and every sync;
+//! - `names`: orders that name domains: resolving them, the timers, the guard;
 //! - `server`: the control socket; `access`: who may change what;
 //! - `metrics`: Prometheus and the health check; `history`: what it counts;
 //! - `audit`: the audit trail; `redirect`: the way to the block-notice host.
@@ -14,6 +15,7 @@ pub mod config;
 pub mod engine;
 pub mod history;
 pub mod metrics;
+pub mod names;
 pub mod redirect;
 pub mod server;
 pub mod source;
@@ -72,6 +74,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         )),
     };
     let (changed_tx, mut changed) = mpsc::channel(1);
+    let resolver_config = config.names.resolver.clone();
     let name = source.name();
     let origin = source.origin();
     let started = tokio::task::spawn_blocking(move || Engine::start(config, source)).await?;
@@ -96,6 +99,16 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e} (choose another with --metrics, or --no-metrics)"))?;
         log::info!("metrics on http://{addr}/metrics, health on http://{addr}/healthz");
         tokio::spawn(metrics::serve(listener, Arc::clone(&engine)));
+    }
+    match names::resolver::Resolver::new(&resolver_config) {
+        Ok(resolver) => {
+            tokio::spawn(names::worker::run(Arc::clone(&engine), resolver));
+        }
+        Err(e) => {
+            let why = crate::error_chain(e.as_ref());
+            log::error!("{why}: names in orders are not resolved (their last known addresses stay enforced)");
+            blocking(&engine, move |e| e.names_unresolvable(why)).await;
+        }
     }
     let (stop_tx, mut stop) = mpsc::channel(1);
     tokio::spawn(server::serve(listener, Arc::clone(&engine), stop_tx));

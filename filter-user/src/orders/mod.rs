@@ -2,6 +2,7 @@
 //!
 //! - this file: the typed list (`OrderList`, `Order`, `Exception`) and its small enums;
 //! - `problem`: errors and warnings, each naming where, which field, which value, why;
+//! - `domain`: domain names in orders, checked and in their one (IDNA) spelling;
 //! - `parse`: bytes to a typed list, collecting every problem rather than the first;
 //! - `validate`: the rules that depend on the deployment (protected ranges, capacity);
 //! - `window`: when an order is in force;
@@ -10,6 +11,7 @@
 //! - `text`: the file's text kept in pieces, so that an edit re-serializes one order;
 //! - `journal`: edits acknowledged before the file is rewritten.
 
+pub mod domain;
 pub mod edit;
 pub mod file;
 pub mod journal;
@@ -25,6 +27,7 @@ use std::fmt;
 use serde::{ser::SerializeMap, Serialize, Serializer};
 
 use crate::prefix::Prefix;
+pub use domain::DomainName;
 pub use problem::{Problem, Problems, Severity};
 pub use window::{Instant, OrderState};
 
@@ -162,7 +165,12 @@ pub struct Order {
     /// `None` when the file leaves it out (meaning `both`).
     pub direction: Option<Direction>,
     pub prefixes: Vec<Listed<Prefix>>,
+    /// Names whose addresses the daemon resolves and enforces as the order's (an order
+    /// lists prefixes, names, or both).
+    pub domains: Vec<Listed<DomainName>>,
     pub allow_broad: Option<bool>,
+    /// Whether a name's address may be blocked when it lies in a shared-hosting range.
+    pub allow_shared: Option<bool>,
     pub note: Option<String>,
 }
 
@@ -173,6 +181,10 @@ impl Order {
 
     pub fn allow_broad(&self) -> bool {
         self.allow_broad.unwrap_or(false)
+    }
+
+    pub fn allow_shared(&self) -> bool {
+        self.allow_shared.unwrap_or(false)
     }
 
     /// Whether the order is in force at `now`.
@@ -205,9 +217,18 @@ impl Serialize for Order {
         if let Some(v) = &self.direction {
             m.serialize_entry("direction", v)?;
         }
-        m.serialize_entry("prefixes", &self.prefixes)?;
+        // An order of names only may leave "prefixes" out.
+        if !self.prefixes.is_empty() || self.domains.is_empty() {
+            m.serialize_entry("prefixes", &self.prefixes)?;
+        }
+        if !self.domains.is_empty() {
+            m.serialize_entry("domains", &self.domains)?;
+        }
         if let Some(v) = &self.allow_broad {
             m.serialize_entry("allow_broad", v)?;
+        }
+        if let Some(v) = &self.allow_shared {
+            m.serialize_entry("allow_shared", v)?;
         }
         if let Some(v) = &self.note {
             m.serialize_entry("note", v)?;

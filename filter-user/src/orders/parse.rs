@@ -30,7 +30,9 @@ const ORDER_FIELDS: &[&str] = &[
     "action",
     "direction",
     "prefixes",
+    "domains",
     "allow_broad",
+    "allow_shared",
     "note",
 ];
 const EXCEPTION_FIELDS: &[&str] = &["prefix", "reason"];
@@ -477,15 +479,23 @@ pub fn read_order(
         Direction::parse,
     );
     let allow_broad = f.boolean("allow_broad", p);
+    let allow_shared = f.boolean("allow_shared", p);
     let note = f.string("note", false, p);
+    let domains = match f.get("domains", false, p) {
+        Some(v) => super::domain::read_domains(v, &place, p),
+        None => Some(Vec::new()),
+    };
+    let names_listed = matches!(map.get("domains"), Some(Value::Array(a)) if !a.is_empty());
     let mut positions = Vec::new();
-    let prefixes = match f.get("prefixes", true, p) {
+    let prefixes = match f.get("prefixes", !names_listed, p) {
+        None if names_listed => Some(Vec::new()),
+        Some(Value::Array(items)) if items.is_empty() && names_listed => Some(Vec::new()),
         Some(Value::Array(items)) if items.is_empty() => {
             p.error(
                 &place,
                 "prefixes".to_string(),
                 "[]".to_string(),
-                "an order needs at least one prefix",
+                "an order needs at least one prefix (or a name in \"domains\")",
             );
             None
         }
@@ -537,6 +547,7 @@ pub fn read_order(
     let (Some(id), Some(prefixes)) = (id, prefixes) else {
         return Err(None);
     };
+    let clean = clean && domains.is_some();
     let order = Order {
         id,
         // Placeholders stand in for fields that failed: only a clean order is ever used
@@ -552,7 +563,9 @@ pub fn read_order(
         action: action.unwrap_or(Action::Drop),
         direction,
         prefixes,
+        domains: domains.unwrap_or_default(),
         allow_broad,
+        allow_shared,
         note,
     };
     if clean {

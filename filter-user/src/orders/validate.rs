@@ -131,7 +131,9 @@ pub fn validate_edit(list: &OrderList, done: &Done, policy: &Policy) -> Problems
                 action: order.action,
                 direction: order.direction,
                 prefixes: order.prefixes[*before..].to_vec(),
+                domains: Vec::new(),
                 allow_broad: order.allow_broad,
+                allow_shared: order.allow_shared,
                 note: None,
             };
             let positions: Vec<usize> = (*before..order.prefixes.len()).collect();

@@ -37,6 +37,8 @@ pub enum Origin {
     Cli { uid: u32, pid: i32, command: String },
     /// An order's validity window opened or closed.
     Clock,
+    /// A name in an order resolved to other addresses, or an address's grace ended.
+    Dns,
 }
 
 impl Origin {
@@ -49,6 +51,7 @@ impl Origin {
             Origin::Reload { .. } => "reload",
             Origin::Cli { .. } => "cli",
             Origin::Clock => "clock",
+            Origin::Dns => "dns",
         }
     }
 }
@@ -79,6 +82,39 @@ pub struct Record {
     /// that holds them, relative to the log's directory (one JSON line per order).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefixes_file: Option<String>,
+    /// What names in orders resolved to: the addresses each added, put in grace and
+    /// released, and the ones the collateral guard kept out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<NameEvent>,
+}
+
+/// What one name did in a change.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameEvent {
+    pub name: String,
+    /// The orders that list it.
+    pub orders: Vec<String>,
+    /// The TTL of the answer (seconds), when the event is an answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub added: Vec<String>,
+    /// No longer returned: enforced through the grace period.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
+    /// Grace over: no longer enforced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub released: Vec<String>,
+    /// Returned, but not blocked: the collateral guard's reason for each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guarded: Vec<GuardedAddress>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardedAddress {
+    pub address: String,
+    pub order: String,
+    pub why: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,7 +175,11 @@ pub fn read(
                 &record.enforcement_ended,
             ]
             .iter()
-            .any(|list| list.iter().any(|o| o == id));
+            .any(|list| list.iter().any(|o| o == id))
+                || record
+                    .names
+                    .iter()
+                    .any(|n| n.orders.iter().any(|o| o == id));
             if !mentions {
                 continue;
             }

@@ -38,6 +38,7 @@ impl Engine {
         let outcome = self.edit_inner(edit, origin, force);
         if matches!(outcome, Outcome::Applied(_)) {
             self.tell_source();
+            self.names_follow();
         }
         outcome
     }

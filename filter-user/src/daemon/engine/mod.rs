@@ -9,10 +9,14 @@
 //!   record;
 //! - `edits`: CLI edits, in place when they can be, on the whole list when not;
 //! - `keeper`: keeping the filter attached and the redirect target resolved; detaching;
-//! - `views`: the read-only answers (status, orders, check, stats, audit).
+//! - `names`: what names in orders resolved to, enforced in place as it changes;
+//! - `views`: the read-only answers (status, orders, check, stats, audit);
+//!   `name_views`: their parts about names (provenance, guarded addresses, failures).
 
 mod edits;
 mod keeper;
+mod name_views;
+mod names;
 mod pipeline;
 mod views;
 
@@ -24,6 +28,7 @@ use super::{
     audit::{self, prefixes::Handover, Origin},
     config::Config,
     history::SyncHistory,
+    names::Names,
     source::{Enforcing, ListSource, Revision},
 };
 use crate::{
@@ -41,6 +46,7 @@ use crate::{
     sync::{Changes, Snapshot},
 };
 
+pub use name_views::OrderNames;
 pub use pipeline::{needs_force, GUARD_MIN_PREFIXES};
 
 /// The list in force.
@@ -109,6 +115,8 @@ pub struct Engine {
     /// Each order the data plane enforces, with when its enforcement started (RFC 3339):
     /// from the audit trail at start, then from every change.
     enforcing: BTreeMap<String, String>,
+    /// What names in orders resolved to, and the guard.
+    names: Names,
 }
 
 fn refusal(
@@ -148,6 +156,7 @@ impl Engine {
                 anyhow::bail!("--redirect-iface {}: no such interface", r.iface);
             }
         }
+        let names = Names::load(config.names.clone(), config.protect.clone())?;
         let dataplane = Dataplane::load(&LoadOptions {
             pin_dir: Some(config.pin_dir.clone()),
             v4_capacity: config.capacity_v4,
@@ -174,6 +183,7 @@ impl Engine {
             attach_failures: HashMap::new(),
             detached: false,
             enforcing: BTreeMap::new(),
+            names,
         };
         engine.enforcing = audit::enforcing_since(&engine.config.audit_log).unwrap_or_else(|e| {
             log::warn!("{}; enforcement start times begin now", error_chain(&e));
@@ -327,5 +337,10 @@ impl Engine {
 
     pub fn refusal(&self) -> Option<&report::Refusal> {
         self.refusal.as_ref()
+    }
+
+    /// The worker's wake-up: told when the list names new names.
+    pub fn names_wake(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        std::sync::Arc::clone(&self.names.wake)
     }
 }

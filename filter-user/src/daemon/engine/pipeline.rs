@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 use super::{lines, refusal, Applied, Enforced, Engine, Outcome};
 use crate::{
-    compile::{compile, fingerprint, Compiled, Numbering},
+    compile::{compile_with, fingerprint, Compiled, Numbering},
     control::report::{self, ChangeReport},
     daemon::{
         audit::{
@@ -116,6 +116,9 @@ impl Engine {
         let outcome = self.sync_inner(origin, force);
         if !matches!(outcome, Outcome::Unchanged(_)) {
             self.tell_source();
+        }
+        if matches!(outcome, Outcome::Applied(_)) {
+            self.names_follow();
         }
         outcome
     }
@@ -231,6 +234,8 @@ impl Engine {
             refusal(origin, Some(sha256.to_string()), problems, needs_force)
         };
         let capacities = [Family::V4, Family::V6].map(|f| (f, self.dataplane.maps().capacity(f)));
+        let now = OffsetDateTime::now_utc();
+        let resolved = self.admitted(list, now).resolved;
         let held = self.held().map_err(|e| {
             fail(
                 vec![format!("error: cannot read the data plane: {e}")],
@@ -238,7 +243,7 @@ impl Engine {
             )
         })?;
         let numbering = Numbering::from_rules(&held.rules);
-        let compiled = compile(list, OffsetDateTime::now_utc(), &numbering)
+        let compiled = compile_with(list, now, &numbering, &resolved)
             .map_err(|e| fail(vec![format!("error: {e}")], false))?;
         // A sync adds before it removes (so that nothing both lists block is ever let
         // through): for a moment the tries hold the old and the new prefixes. A change
@@ -517,7 +522,10 @@ impl Engine {
             duration_ms: c.started.elapsed().as_millis() as u64,
             warnings: warnings.to_vec(),
         };
-        let worth_recording = !c.plan_empty || c.sha256_before.as_deref() != Some(sha256);
+        // What names did since the last record goes with this one.
+        let name_events = std::mem::take(&mut self.names.pending);
+        let worth_recording =
+            !c.plan_empty || c.sha256_before.as_deref() != Some(sha256) || !name_events.is_empty();
         if worth_recording {
             let record = Record {
                 time: rfc3339(OffsetDateTime::now_utc()),
@@ -534,6 +542,7 @@ impl Engine {
                 prefixes_removed: report.prefixes_removed,
                 prefixes: group(&c.handovers, &names),
                 prefixes_file: None,
+                names: name_events,
             };
             if let Err(e) = self.record(record) {
                 log::error!("{}", error_chain(&e));

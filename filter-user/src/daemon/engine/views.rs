@@ -73,6 +73,7 @@ impl Engine {
                     ready: self.redirect.resolved.is_some(),
                     problem: self.redirect.problem.clone(),
                 }),
+            names: self.names_status(),
         }
     }
 
@@ -139,6 +140,7 @@ impl Engine {
         Some(report::OrderDetail {
             row: row(a, index, o, counter),
             prefix_list: o.prefixes.iter().map(|p| p.text.clone()).collect(),
+            domains: self.domain_details(o),
             note: o.note.clone(),
         })
     }
@@ -152,7 +154,8 @@ impl Engine {
         let sides = Side::BOTH
             .iter()
             .map(|&side| {
-                let decision = semantics::decide(&a.list, now, addr, side);
+                let decision =
+                    semantics::decide_with(&a.list, now, addr, side, &a.compiled.resolved);
                 let kernel_rule = entry.map_or(types::NO_RULE, |e| match side {
                     Side::Dst => e.dst_rule,
                     Side::Src => e.src_rule,
@@ -163,13 +166,20 @@ impl Engine {
                     Decision::Order { id, .. } => a.compiled.rule_of_order(id).unwrap_or(u32::MAX),
                 };
                 agrees &= kernel_rule == expected_rule;
-                side_report(&a.list, side, &decision)
+                let mut report = side_report(&a.list, side, &decision);
+                if let Decision::Order { order, prefix, .. } = &decision {
+                    if *prefix == Prefix::host(addr) {
+                        report.resolved_from = self.resolved_from(*order, addr);
+                    }
+                }
+                report
             })
             .collect();
         Some(report::CheckReport {
             address: addr.to_string(),
             sides,
             dataplane_agrees: agrees,
+            guarded: self.guarded_reports(|a| a == addr),
         })
     }
 
@@ -240,6 +250,7 @@ fn row(a: &Applied, index: usize, o: &Order, counter: Counter) -> report::OrderR
         valid_from: o.valid_from.as_ref().map(|v| v.text.clone()),
         expires: o.expires.as_ref().map(|v| v.text.clone()),
         prefixes: o.prefixes.len(),
+        domains: o.domains.len(),
         packets: counter.packets,
         bytes: counter.bytes,
     }
@@ -257,6 +268,7 @@ fn side_report(list: &OrderList, side: Side, d: &Decision) -> report::SideReport
             prefix: None,
             order: None,
             exception_reason: None,
+            resolved_from: Vec::new(),
         },
         Decision::Exempt { exception, prefix } => report::SideReport {
             side: side_name.into(),
@@ -264,6 +276,7 @@ fn side_report(list: &OrderList, side: Side, d: &Decision) -> report::SideReport
             prefix: Some(prefix.to_string()),
             order: None,
             exception_reason: list.exceptions.get(*exception).map(|e| e.reason.clone()),
+            resolved_from: Vec::new(),
         },
         Decision::Order {
             order,
@@ -291,6 +304,7 @@ fn side_report(list: &OrderList, side: Side, d: &Decision) -> report::SideReport
                     expires: o.expires.as_ref().map(|e| e.text.clone()),
                 }),
                 exception_reason: None,
+                resolved_from: Vec::new(),
             }
         }
     }
