@@ -4,17 +4,20 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
 use filter_common::types::{EXCEPTION_RULE, NO_RULE};
 use filter_user::{
-    compile::{compile, Compiled, ListingChange, Numbering},
+    compile::{compile, compile_with, Compiled, Lister, ListingChange, Numbering, Resolved},
     orders::{
         edit::{Done, Edit},
-        Action, Direction, Exception, Instant, Listed, Order, OrderList, Side,
+        Action, Direction, Exception, Instant, Listed, Order, OrderList, OrderState, Side,
     },
     prefix::Prefix,
-    semantics::{decide, Decision},
+    semantics::{decide, decide_with, Decision},
 };
 use rand::{rngs::SmallRng, Rng};
 use time::{macros::datetime, OffsetDateTime};
@@ -365,4 +368,86 @@ fn incremental_compilation_equals_a_full_compile() {
     }
     eprintln!("edits without/with entry changes: {edits:?}");
     assert!(edits[1] > 1000, "most edits change entries: {edits:?}");
+}
+
+/// Random addresses for the names of orders in force to resolve to (the daemon admits
+/// none for the others): hosts inside the list's prefixes (so they nest under blocks and
+/// exceptions) or anywhere.
+fn random_resolved(rng: &mut SmallRng, list: &OrderList) -> Resolved {
+    let mut out = Resolved::new();
+    for index in 0..list.orders.len() {
+        if rng.random_bool(0.5) || list.orders[index].state(NOW) != OrderState::Active {
+            continue;
+        }
+        let hosts: BTreeSet<Prefix> = (0..rng.random_range(1..6))
+            .map(|_| Prefix::host(random_addr(rng, list)))
+            .collect();
+        out.insert(index, hosts);
+    }
+    out
+}
+
+/// What moves the addresses orders hold through names from `a` to `b`.
+fn resolved_changes(a: &Resolved, b: &Resolved) -> Vec<ListingChange> {
+    let empty = BTreeSet::new();
+    let orders: BTreeSet<usize> = a.keys().chain(b.keys()).copied().collect();
+    let mut out = Vec::new();
+    for i in orders {
+        let (before, after) = (a.get(&i).unwrap_or(&empty), b.get(&i).unwrap_or(&empty));
+        for (set, other, added) in [(after, before, true), (before, after, false)] {
+            out.extend(set.difference(other).map(|p| ListingChange {
+                prefix: *p,
+                lister: Lister::Resolved(i),
+                added,
+            }));
+        }
+    }
+    out
+}
+
+#[test]
+fn addresses_from_names_compile_like_prefixes_of_their_order_in_full_and_in_place() {
+    let mut rng = common::rng("addresses_from_names_compile_like_prefixes");
+    let mut resolved_decisions = 0;
+    for _ in 0..200 {
+        let list = random_list(&mut rng);
+        let first = random_resolved(&mut rng, &list);
+        let mut compiled =
+            compile_with(&list, NOW, &Numbering::default(), &first).expect("compiles");
+        for _ in 0..50 {
+            let addr = random_addr(&mut rng, &list);
+            for side in Side::BOTH {
+                let want = decide_with(&list, NOW, addr, side, &first);
+                let got = compiled_decision(&compiled, &list, addr, side);
+                let want_short = match &want {
+                    Decision::Pass => (None, false),
+                    Decision::Exempt { .. } => (None, true),
+                    Decision::Order { id, prefix, .. } => {
+                        resolved_decisions +=
+                            usize::from(prefix.length() == prefix.family().bits());
+                        (Some(id.clone()), false)
+                    }
+                };
+                assert_eq!(
+                    got,
+                    want_short,
+                    "{addr} as {side:?}\nlist: {}\nresolved: {first:?}",
+                    list.to_json()
+                );
+            }
+        }
+        // The answers move: changed in place, the entries are those of a full compile,
+        // and a host listed both by a prefix and by a name stays when one of them goes.
+        let second = random_resolved(&mut rng, &list);
+        compiled.recompile(&list, &resolved_changes(&first, &second));
+        let full = compile_with(&list, NOW, &Numbering::default(), &second).expect("compiles");
+        assert_eq!(compiled.entries, full.entries, "list: {}", list.to_json());
+        compiled.recompile(&list, &resolved_changes(&second, &Resolved::new()));
+        let none = compile(&list, NOW, &Numbering::default()).expect("compiles");
+        assert_eq!(compiled.entries, none.entries, "list: {}", list.to_json());
+    }
+    assert!(
+        resolved_decisions > 500,
+        "names decided too few lookups: {resolved_decisions}"
+    );
 }

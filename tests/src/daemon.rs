@@ -236,11 +236,19 @@ pub fn cli(socket: &std::path::Path, args: &[&str]) -> Output {
 /// `borderfilter verify --json` on the topology's pins and order list: whether the maps
 /// enforce exactly the file, and the report (its `maps_sha256` names the maps' contents).
 pub fn verify(t: &Topology) -> (bool, serde_json::Value) {
+    verify_with(t, &[])
+}
+
+/// [`verify`] with more options (the daemon's --protect and --shared-ranges).
+pub fn verify_with(t: &Topology, extra: &[&str]) -> (bool, serde_json::Value) {
     let out = Command::new(bin())
         .args(["--json", "verify", "--orders"])
         .arg(t.orders_path())
         .arg("--pin-dir")
         .arg(&t.pin_dir)
+        .arg("--names-state")
+        .arg(t.dir.join("names.json"))
+        .args(extra)
         .output()
         .unwrap_or_else(|e| panic!("running {}: {e}", bin().display()));
     let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {

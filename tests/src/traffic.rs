@@ -430,8 +430,19 @@ pub fn http_get(
     path: &str,
     accept: Option<&str>,
 ) -> Option<(u16, String)> {
+    http_get_host(ns, to, &to.to_string(), path, accept)
+}
+
+/// [`http_get`] naming `host` in the `Host` header, as a browser asking for a site does.
+pub fn http_get_host(
+    ns: &Netns,
+    to: SocketAddr,
+    host: &str,
+    path: &str,
+    accept: Option<&str>,
+) -> Option<(u16, String)> {
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {to}\r\nConnection: close\r\n{}\r\n",
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{}\r\n",
         accept
             .map(|a| format!("Accept: {a}\r\n"))
             .unwrap_or_default()

@@ -7,12 +7,13 @@
 use std::time::{Duration, Instant};
 
 use borderfilter_tests::{
-    daemon::Daemon,
+    daemon::{verify_with, Daemon},
     dns::{DnsServer, Record},
     poll,
-    topology::{order_list, Topology, SERVER_V4, SERVER_V6},
+    topology::{order_list, Topology, NOTICE_IFACE, NOTICE_V4, SERVER_V4, SERVER_V6},
     traffic::{
-        body, http_get, sock, tcp_connects, udp_send, Listeners, Stream, TCP_PORT, UDP_PORT,
+        body, http_get, http_get_host, sock, tcp_connects, udp_send, Listeners, Stream, TCP_PORT,
+        UDP_PORT,
     },
 };
 use serde_json::Value;
@@ -179,6 +180,37 @@ fn both_names_addresses_are_blocked_and_check_says_which_name_gave_them() {
     );
     let audit = json(&d, &["audit", "--prefix", "198.51.100.10"]);
     assert!(audit.to_string().contains("\"dns\""), "{audit}");
+
+    // The CLI adds an order of names; one another order resolved already holds its
+    // addresses as soon as the command returns.
+    let add = |name: &str| {
+        d.cli(&[
+            "orders",
+            "add",
+            "--id",
+            "DOM-2",
+            "--authority",
+            "Test Court",
+            "--issued",
+            "2026-01-01",
+            "--action",
+            "monitor",
+            "--domain",
+            name,
+        ])
+    };
+    let out = add("*.allofmp3.example");
+    assert!(!out.status.success(), "a wildcard was accepted");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("wildcards are not supported"),
+        "{out:?}"
+    );
+    assert!(add("allofmp3.example").status.success());
+    assert_eq!(
+        addresses(&d, "DOM-2", "allofmp3.example"),
+        vec![("198.51.100.10".to_string(), "current".to_string())]
+    );
+    assert!(d.ok(&["orders", "list"]).contains("0 + 1 name(s)"));
 }
 
 #[test]
@@ -660,4 +692,68 @@ fn no_packet_to_a_blocked_address_passes_while_the_answer_moves() {
         );
     }
     assert_eq!(server.udp(addrs[0]), 0);
+}
+
+#[test]
+fn the_notice_page_names_the_site_the_subscriber_asked_for() {
+    let t = Topology::with_notice("dom-notice");
+    // blåbærgrød.allofmp3.example, in the zone in its IDNA form.
+    let dns = DnsServer::start(
+        &t,
+        ZONE,
+        &[Record::a("xn--blbrgrd-fxak7p", "198.51.100.10", 300)],
+    );
+    t.write_orders(&order_list(
+        &[domain_order(
+            "DOM-R",
+            "redirect",
+            &["blåbærgrød.allofmp3.example"],
+            "",
+        )],
+        &[],
+    ));
+    let d = start(
+        &t,
+        &dns,
+        &[
+            "--redirect-iface",
+            NOTICE_IFACE,
+            "--redirect-neighbor",
+            NOTICE_V4,
+        ],
+    );
+    let _notice = Daemon::notice(&t);
+    let server = Listeners::start(&t.server, &all_server_addrs());
+    poll::until("the name resolved", LONG, || {
+        let v = json(&d, &["check", "198.51.100.10"]);
+        (v["sides"][0]["verdict"] == "redirect", v)
+    });
+    let to = sock("198.51.100.10", TCP_PORT);
+    let (code, text) = http_get_host(
+        &t.client,
+        to,
+        "xn--blbrgrd-fxak7p.allofmp3.example",
+        "/",
+        Some("text/plain"),
+    )
+    .expect("an answer from the notice host");
+    assert_eq!(code, 451, "{text}");
+    let page = body(&text);
+    assert!(
+        page.contains("blocked access to blåbærgrød.allofmp3.example")
+            && page.contains("Case: DOM-R"),
+        "{page}"
+    );
+    // Another Host: the page names the address, never the header.
+    let (_, text) =
+        http_get_host(&t.client, to, "other.example", "/", Some("text/plain")).expect("an answer");
+    assert!(
+        body(&text).contains("blocked access to 198.51.100.10") && !text.contains("other.example"),
+        "{text}"
+    );
+    assert_eq!(
+        server.tcp("198.51.100.10"),
+        0,
+        "a request reached the server"
+    );
 }

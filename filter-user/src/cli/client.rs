@@ -53,9 +53,18 @@ pub fn run(socket: &Path, command: Command, json: bool) -> anyhow::Result<i32> {
         ),
         Command::Orders(OrdersCommand::Add(a)) => {
             let mut order = json!({
-                "id": a.id, "authority": a.authority, "issued": a.issued, "action": a.action, "prefixes": a.prefixes,
+                "id": a.id, "authority": a.authority, "issued": a.issued, "action": a.action,
             });
             let fields = order.as_object_mut().expect("an object");
+            if !a.prefixes.is_empty() || a.domains.is_empty() {
+                fields.insert("prefixes".into(), json!(a.prefixes));
+            }
+            if !a.domains.is_empty() {
+                fields.insert("domains".into(), json!(a.domains));
+            }
+            if a.allow_shared {
+                fields.insert("allow_shared".into(), Value::Bool(true));
+            }
             for (key, value) in [
                 ("valid_from", a.valid_from),
                 ("expires", a.expires),

@@ -337,6 +337,16 @@ pub struct VerifyArgs {
     /// Largest file accepted, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = crate::orders::file::DEFAULT_MAX_BYTES)]
     pub max_list_bytes: u64,
+    /// The daemon's record of what the names in orders resolved to: their addresses are
+    /// part of what the maps must hold.
+    #[arg(long, value_name = "PATH", default_value = paths::NAMES_STATE)]
+    pub names_state: PathBuf,
+    /// The daemon's --protect ranges (names' addresses in them are not blocked).
+    #[arg(long, value_name = "PREFIX")]
+    pub protect: Vec<Prefix>,
+    /// The daemon's --shared-ranges file.
+    #[arg(long, value_name = "FILE")]
+    pub shared_ranges: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -502,6 +512,10 @@ pub enum OrdersCommand {
     ///
     /// Example: borderfilter orders add --id BS-1/2026 --authority "Københavns Byret"
     ///   --issued 2026-11-20 --action drop --basis copyright 198.51.100.0/24 2001:db8:66::/48
+    ///
+    /// An order that names domains (the daemon resolves them and blocks their addresses):
+    /// borderfilter orders add --id BS-2/2026 --authority "Københavns Byret"
+    ///   --issued 2026-11-20 --action drop --domain allofmp3.com --domain www.allofmp3.com
     Add(Box<OrderAddArgs>),
     /// Remove an order.
     ///
@@ -528,8 +542,15 @@ pub struct OrderAddArgs {
     #[arg(long)]
     pub action: String,
     /// Prefixes to block (CIDR or single addresses).
-    #[arg(required = true, value_name = "PREFIX")]
+    #[arg(value_name = "PREFIX", required_unless_present = "domains")]
     pub prefixes: Vec<String>,
+    /// A domain name whose addresses the order blocks (repeat for several): resolved by
+    /// the daemon, followed as its records change.
+    #[arg(long = "domain", value_name = "NAME")]
+    pub domains: Vec<String>,
+    /// Block a name's addresses even inside the daemon's --shared-ranges.
+    #[arg(long)]
+    pub allow_shared: bool,
     /// First day enforced (YYYY-MM-DD, or an RFC 3339 time).
     #[arg(long, value_name = "DATE")]
     pub valid_from: Option<String>,

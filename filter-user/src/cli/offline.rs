@@ -132,6 +132,13 @@ pub fn check(address: &str, path: &Path, json: bool) -> anyhow::Result<i32> {
         anyhow::bail!("{} is not a valid order list", path.display());
     };
     let now = OffsetDateTime::now_utc();
+    // Names are resolved by the daemon only: this answer knows their addresses not.
+    let naming: Vec<&str> = list
+        .orders
+        .iter()
+        .filter(|o| !o.domains.is_empty())
+        .map(|o| o.id.as_str())
+        .collect();
     let sides: Vec<(Side, Decision)> = Side::BOTH
         .iter()
         .map(|&s| (s, decide(&list, now, addr, s)))
@@ -152,7 +159,9 @@ pub fn check(address: &str, path: &Path, json: bool) -> anyhow::Result<i32> {
             .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({"address": addr, "sides": sides}))?
+            serde_json::to_string_pretty(
+                &json!({"address": addr, "sides": sides, "orders_naming_domains": naming})
+            )?
         );
     } else {
         for (side, d) in &sides {
@@ -180,6 +189,13 @@ pub fn check(address: &str, path: &Path, json: bool) -> anyhow::Result<i32> {
                     )
                 }
             }
+        }
+        if !naming.is_empty() {
+            println!(
+                "note: {} order(s) name domains ({}); what the names resolve to is known to the daemon only: ask it with `borderfilter check {addr}`",
+                naming.len(),
+                naming.join(", ")
+            );
         }
     }
     Ok(0)

@@ -5,7 +5,7 @@
 //! `maps_sha256` names the maps' whole contents, so two runs show whether anything in
 //! the data plane changed between them.
 
-use std::{collections::BTreeMap, fmt::Write as _, path::Path};
+use std::{collections::BTreeMap, fmt::Write as _};
 
 use filter_common::{action, types, Entry, Rule};
 use serde::Serialize;
@@ -14,13 +14,15 @@ use time::OffsetDateTime;
 
 use super::{VerifyArgs, EXIT_REFUSED};
 use crate::{
-    compile::{compile, fingerprint, Numbering, EXCEPTION_OWNER},
+    compile::{compile_with, fingerprint, Numbering, EXCEPTION_OWNER},
+    daemon::names::{admit, book::Book, guard, store},
     dataplane::{Dataplane, LoadOptions, SHAPES},
     error_chain,
     fastpath::FastState,
     orders::{
         file, journal,
         validate::{check, Policy, RedirectTarget},
+        OrderState,
     },
     prefix::{Family, Prefix},
     sync::Snapshot,
@@ -136,13 +138,7 @@ pub fn verify(args: &VerifyArgs, json: bool) -> anyhow::Result<i32> {
         fast_path_agrees: FastState::derive(&held.entries) == held.fast,
         agrees: false,
     };
-    compare(
-        &args.orders,
-        args.max_list_bytes,
-        &dataplane,
-        &held,
-        &mut verdict,
-    );
+    compare(args, &dataplane, &held, &mut verdict);
     verdict.agrees = verdict.list_errors.is_empty()
         && verdict.differences_total == 0
         && verdict.fast_path_agrees;
@@ -154,13 +150,8 @@ pub fn verify(args: &VerifyArgs, json: bool) -> anyhow::Result<i32> {
     Ok(if verdict.agrees { 0 } else { EXIT_REFUSED })
 }
 
-fn compare(
-    orders: &Path,
-    max_bytes: u64,
-    dataplane: &Dataplane,
-    held: &Snapshot,
-    verdict: &mut Verdict,
-) {
+fn compare(args: &VerifyArgs, dataplane: &Dataplane, held: &Snapshot, verdict: &mut Verdict) {
+    let (orders, max_bytes) = (&args.orders, args.max_list_bytes);
     // The file with the CLI edits its journal still holds (a daemon killed before it
     // wrote them into the file): what the daemon enforces.
     let bytes = match journal::read_with_journal(orders, max_bytes) {
@@ -185,11 +176,21 @@ fn compare(
         verdict.list_errors = problems.0.iter().map(|p| p.to_string()).collect();
         return;
     };
-    let compiled = match compile(
-        &list,
-        OffsetDateTime::now_utc(),
-        &Numbering::from_rules(&held.rules),
-    ) {
+    // The addresses names resolved to, as the daemon recorded them, through the guard.
+    let now = OffsetDateTime::now_utc();
+    let resolved = match names_guard(args) {
+        Ok((book, guard)) => {
+            let active = |i: usize| list.orders[i].state(now) == OrderState::Active;
+            admit(&list, active, &book, &guard).resolved
+        }
+        Err(e) => {
+            verdict
+                .list_errors
+                .push(format!("error: {}", error_chain(e.as_ref())));
+            return;
+        }
+    };
+    let compiled = match compile_with(&list, now, &Numbering::from_rules(&held.rules), &resolved) {
         Ok(c) => c,
         Err(e) => {
             verdict.list_errors.push(format!("error: {e}"));
@@ -224,6 +225,23 @@ fn compare(
             }
         }
     }
+}
+
+/// The daemon's book of names and its guard, from the options that mirror `run`'s.
+fn names_guard(args: &VerifyArgs) -> anyhow::Result<(Book, guard::Guard)> {
+    let book = store::load(&args.names_state)?;
+    let shared = match &args.shared_ranges {
+        Some(p) => guard::read_shared_ranges(p)?,
+        None => Vec::new(),
+    };
+    Ok((
+        book,
+        guard::Guard {
+            protect: args.protect.clone(),
+            shared,
+            shared_file: args.shared_ranges.as_ref().map(|p| p.display().to_string()),
+        },
+    ))
 }
 
 fn print_verdict(v: &Verdict) {

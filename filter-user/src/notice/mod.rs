@@ -28,7 +28,7 @@ use crate::{
     orders::{
         journal,
         validate::{check, Policy},
-        OrderList, Side,
+        DomainName, Order, OrderList, OrderState, Side,
     },
     semantics::{decide, Decision},
 };
@@ -210,18 +210,39 @@ pub struct Page {
 }
 
 /// The page for a request to `local` (the address the client tried to reach) with this
-/// `Accept` header (lowercased). Nothing else from the request is used: the page cannot
-/// reflect what a client sent.
-pub fn page(list: Option<&OrderList>, local: IpAddr, accept: &str, config: &NoticeConfig) -> Page {
+/// `Accept` header (lowercased) and `Host` name. Nothing else from the request is used,
+/// and the host only when it is one of the order's names (so it is the list's text
+/// that is shown): the page cannot reflect what a client sent.
+pub fn page(
+    list: Option<&OrderList>,
+    local: IpAddr,
+    accept: &str,
+    host: Option<&DomainName>,
+    config: &NoticeConfig,
+) -> Page {
     let format = format_for(accept);
-    let decision = list.map(|l| (l, decide(l, OffsetDateTime::now_utc(), local, Side::Dst)));
-    let order = match &decision {
+    let now = OffsetDateTime::now_utc();
+    let decision = list.map(|l| (l, decide(l, now, local, Side::Dst)));
+    let by_address = match &decision {
         Some((l, Decision::Order { order, .. })) => Some(&l.orders[*order]),
         _ => None,
     };
+    let names = |o: &&Order| host.is_some_and(|h| o.domains.iter().any(|d| d.value == *h));
+    // The notice host does not resolve names: an address blocked only because a name
+    // resolved to it is known by the Host header the browser sends.
+    let by_name = list.and_then(|l| {
+        l.orders
+            .iter()
+            .filter(|o| o.state(now) == OrderState::Active)
+            .find(names)
+    });
+    let order = by_address.or(by_name);
+    let domain = order.filter(names).and(host).map(DomainName::unicode);
     let unknown = "-".to_string();
     let values: HashMap<&str, String> = HashMap::from([
         ("address", local.to_string()),
+        ("domain", domain.clone().unwrap_or_else(|| unknown.clone())),
+        ("site", domain.unwrap_or_else(|| local.to_string())),
         (
             "order_id",
             order.map_or_else(|| unknown.clone(), |o| o.id.clone()),
@@ -325,7 +346,7 @@ mod tests {
     fn the_page_names_the_order_for_the_local_address_in_the_format_asked() {
         let (list, config) = (list(), config());
         let blocked: IpAddr = "198.51.100.10".parse().unwrap();
-        let html = page(Some(&list), blocked, "", &config);
+        let html = page(Some(&list), blocked, "", None, &config);
         assert_eq!(html.content_type, "text/html; charset=utf-8");
         assert!(
             html.body.contains("R-1/2026") && html.body.contains("Spillemyndigheden"),
@@ -336,16 +357,16 @@ mod tests {
             html.link.as_deref(),
             Some("<https://example.invalid/o?a=Test%20Court>; rel=\"blocked-by\"")
         );
-        let text = page(Some(&list), blocked, "text/plain, */*", &config);
+        let text = page(Some(&list), blocked, "text/plain, */*", None, &config);
         assert_eq!(text.content_type, "text/plain; charset=utf-8");
         assert!(text.body.contains("Case: R-1/2026"), "{}", text.body);
         assert_eq!(
-            page(Some(&list), blocked, "text/plain, text/html", &config).content_type,
+            page(Some(&list), blocked, "text/plain, text/html", None, &config).content_type,
             "text/html; charset=utf-8"
         );
         // Not under an order, or no list: every field `-`, no Link.
         for (list, addr) in [(Some(&list), "203.0.113.1"), (None, "198.51.100.10")] {
-            let p = page(list, addr.parse().unwrap(), "text/plain", &config);
+            let p = page(list, addr.parse().unwrap(), "text/plain", None, &config);
             assert!(p.body.contains("Case: -."), "{}", p.body);
             assert_eq!(p.link, None);
         }
@@ -355,7 +376,96 @@ mod tests {
     fn a_link_that_would_break_the_header_is_left_out() {
         let mut config = config();
         config.blocked_by = Some("https://example.invalid/\r\nSet-Cookie: x".into());
-        let p = page(Some(&list()), "198.51.100.1".parse().unwrap(), "", &config);
+        let p = page(
+            Some(&list()),
+            "198.51.100.1".parse().unwrap(),
+            "",
+            None,
+            &config,
+        );
         assert_eq!(p.link, None);
+    }
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::*;
+    use crate::notice::request::Head;
+
+    #[test]
+    fn the_page_names_the_domain_asked_for_when_it_is_one_of_the_orders_names() {
+        let text = r#"{"version": 1, "orders": [{"id": "DOM-1", "authority": "Østre Landsret",
+            "issued": "2026-01-02", "action": "redirect",
+            "domains": ["blåbærgrød.example", "www.allofmp3.example"]}]}"#;
+        let (list, problems) = check(text.as_bytes(), &Policy::default());
+        let list = list.unwrap_or_else(|| panic!("{problems}"));
+        let config = NoticeConfig {
+            listen: Vec::new(),
+            orders: PathBuf::from("/nonexistent"),
+            templates: None,
+            blocked_by: None,
+            max_list_bytes: 1 << 20,
+            limits: Limits::default(),
+            reset_port: None,
+            fleet: None,
+        };
+        // An address no prefix lists (a name resolved to it): the Host header finds the
+        // order, and the page names the site in its Unicode form.
+        let addr: IpAddr = "198.51.100.10".parse().unwrap();
+        let host = |h: &str| {
+            let mut head = Head::new(4096);
+            head.push(format!("GET / HTTP/1.1\r\nHost: {h}\r\n\r\n").as_bytes());
+            head.request().host
+        };
+        let p = page(
+            Some(&list),
+            addr,
+            "text/plain",
+            host("xn--blbrgrd-fxak7p.example:80").as_ref(),
+            &config,
+        );
+        assert!(
+            p.body.contains("blocked access to blåbærgrød.example")
+                && p.body.contains("Case: DOM-1"),
+            "{}",
+            p.body
+        );
+        let p = page(
+            Some(&list),
+            addr,
+            "text/plain",
+            host("WWW.AllOfMP3.example.").as_ref(),
+            &config,
+        );
+        assert!(
+            p.body.contains("blocked access to www.allofmp3.example"),
+            "{}",
+            p.body
+        );
+        // A host that is not one of its names is never echoed.
+        for other in [
+            "evil.example",
+            "<script>.example",
+            "[2001:db8::1]:80",
+            "198.51.100.10",
+        ] {
+            let p = page(
+                Some(&list),
+                addr,
+                "text/plain",
+                host(other).as_ref(),
+                &config,
+            );
+            assert!(
+                p.body.contains("blocked access to 198.51.100.10") && p.body.contains("Case: -."),
+                "{other}: {}",
+                p.body
+            );
+            assert!(
+                !p.body.contains("evil") && !p.body.contains("script"),
+                "{}",
+                p.body
+            );
+        }
     }
 }

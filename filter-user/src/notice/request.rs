@@ -122,6 +122,7 @@ impl Head {
             .and_then(|l| l.split(u8::is_ascii_whitespace).find(|t| !t.is_empty()));
         let head_only = method.is_some_and(|m| m.eq_ignore_ascii_case(b"HEAD"));
         let mut accept = String::new();
+        let mut host = None;
         if self.end != Some(End::NoVersion) {
             for line in lines.take_while(|l| !l.is_empty()) {
                 let Some(colon) = line.iter().position(|&b| b == b':') else {
@@ -132,12 +133,16 @@ impl Head {
                         accept.push_str(", ");
                     }
                     accept.push_str(&String::from_utf8_lossy(line[colon + 1..].trim_ascii()));
+                } else if host.is_none() && line[..colon].trim_ascii().eq_ignore_ascii_case(b"host")
+                {
+                    host = Some(host_name(line[colon + 1..].trim_ascii()));
                 }
             }
         }
         Request {
             head_only,
             accept: accept.to_ascii_lowercase(),
+            host: host.flatten(),
         }
     }
 }
@@ -150,6 +155,25 @@ pub struct Request {
     /// Every `Accept` header's value, joined with ", ", lowercased (media types are
     /// case-insensitive); empty when there is none.
     pub accept: String,
+    /// The first `Host` header, when it is a valid name (without its port): the page
+    /// names it only when it is one of the blocking order's names.
+    pub host: Option<crate::orders::DomainName>,
+}
+
+/// The name in a `Host` header's value (`allofmp3.com:80`), if it is one.
+fn host_name(value: &[u8]) -> Option<crate::orders::DomainName> {
+    let text = std::str::from_utf8(value).ok()?;
+    if text.starts_with('[') {
+        return None; // an IPv6 literal
+    }
+    let name = text.rsplit_once(':').map_or(text, |(h, port)| {
+        if port.chars().all(|c| c.is_ascii_digit()) {
+            h
+        } else {
+            text
+        }
+    });
+    name.parse().ok()
 }
 
 fn trim_cr(line: &[u8]) -> &[u8] {

@@ -511,6 +511,7 @@ async fn connection(mut stream: TcpStream, slot: Slot, shared: Arc<Shared>) {
             list.as_ref(),
             local.ip().to_canonical(),
             &request.accept,
+            request.host.as_ref(),
             &shared.config,
         )
     };
