@@ -295,6 +295,8 @@ fn a_changed_record_is_followed_and_the_old_address_released_after_its_grace() {
         sock("198.51.100.10", TCP_PORT),
         LONG
     ));
+    let (agrees, report) = verify_with(&t, &[]);
+    assert!(agrees, "{report}");
     let events = audit_names(&d);
     for key in ["added", "missing", "released"] {
         assert!(
@@ -532,6 +534,26 @@ fn shared_and_protected_addresses_are_not_blocked_and_everyone_is_told_why() {
         d.log_text().contains("NOT blocking 203.0.113.10"),
         "{}",
         d.log_text()
+    );
+    // verify, given the daemon's guard, proves the maps hold the names' addresses and
+    // nothing else; without the guard it names the guarded address it expected blocked.
+    let (agrees, report) = verify_with(
+        &t,
+        &[
+            "--shared-ranges",
+            &shared_arg,
+            "--protect",
+            "2001:db8:77::/48",
+        ],
+    );
+    assert!(agrees, "{report}");
+    let (agrees, report) = verify_with(&t, &["--protect", "2001:db8:77::/48"]);
+    assert!(
+        !agrees
+            && report["differences"]
+                .to_string()
+                .contains("203.0.113.10/32"),
+        "{report}"
     );
 }
 
