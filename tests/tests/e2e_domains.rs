@@ -178,6 +178,11 @@ fn both_names_addresses_are_blocked_and_check_says_which_name_gave_them() {
             && e["added"].as_array().is_some_and(|a| a.len() == 2)),
         "{events:?}"
     );
+    let text = d.ok(&["audit"]);
+    assert!(
+        text.contains("www.allofmp3.example (TTL 120): +198.51.100.20 +2001:db8:66::10"),
+        "{text}"
+    );
     let audit = json(&d, &["audit", "--prefix", "198.51.100.10"]);
     assert!(audit.to_string().contains("\"dns\""), "{audit}");
 

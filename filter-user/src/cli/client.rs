@@ -529,6 +529,7 @@ fn render_audit(records: Vec<Record>) -> String {
             if let Some(file) = &r.prefixes_file {
                 what.push(format!("which prefixes: {file}"));
             }
+            what.extend(r.names.iter().map(super::names_render::audit_event));
             vec![
                 r.time.clone(),
                 who,

@@ -1,6 +1,9 @@
 //! How the CLI shows names in orders: in `status`, `orders show` and `check`.
 
-use crate::control::report::{DomainDetail, GuardedReport, NamesStatus, ResolvedFrom};
+use crate::{
+    control::report::{DomainDetail, GuardedReport, NamesStatus, ResolvedFrom},
+    daemon::audit::NameEvent,
+};
 
 /// The names part of `status`.
 pub fn status(n: &NamesStatus) -> String {
@@ -126,4 +129,22 @@ pub fn check_guarded(guarded: &[GuardedReport]) -> String {
         .iter()
         .map(|g| format!("{}\n", guarded_line(g)))
         .collect()
+}
+
+/// One name's event in an audit record: "allofmp3.com (TTL 300): +198.51.100.10 grace
+/// 198.51.100.9 -198.51.100.8 NOT BLOCKED 203.0.113.10".
+pub fn audit_event(e: &NameEvent) -> String {
+    let mut parts = vec![match e.ttl {
+        Some(ttl) => format!("{} (TTL {ttl}):", e.name),
+        None => format!("{}:", e.name),
+    }];
+    parts.extend(e.added.iter().map(|a| format!("+{a}")));
+    parts.extend(e.missing.iter().map(|a| format!("grace {a}")));
+    parts.extend(e.released.iter().map(|a| format!("-{a}")));
+    parts.extend(
+        e.guarded
+            .iter()
+            .map(|g| format!("NOT BLOCKED {} ({})", g.address, g.order)),
+    );
+    parts.join(" ")
 }
