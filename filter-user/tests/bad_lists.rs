@@ -49,7 +49,7 @@ fn an_unknown_field_cannot_forge_a_line() {
     assert_lines_sound(&p);
     assert_eq!(
         p.to_string(),
-        "error: order \"A-1\" (orders[0]): \"x\\nerror: file: all good\": unknown field (fields are id, authority, issued, valid_from, expires, basis, action, direction, prefixes, allow_broad, note)\n"
+        "error: order \"A-1\" (orders[0]): \"x\\nerror: file: all good\": unknown field (fields are id, authority, issued, valid_from, expires, basis, action, direction, prefixes, domains, allow_broad, allow_shared, note)\n"
     );
     // Plain names stay as written.
     let p = refused(one_order(r#", "expiry": "2027-01-01""#).as_bytes());

@@ -238,7 +238,7 @@ fn cases(dir: &Path) -> Vec<Case> {
         case(
             "no prefixes",
             text(full.replace("[\"203.0.113.10\"]", "[]")),
-            &["error: order \"NEW-1\" (orders[1]): prefixes = []: an order needs at least one prefix"],
+            &["error: order \"NEW-1\" (orders[1]): prefixes = []: an order needs at least one prefix (or a name in \"domains\")"],
         ),
         case(
             "a required field missing",
@@ -253,7 +253,7 @@ fn cases(dir: &Path) -> Vec<Case> {
         case(
             "an unknown field in an order",
             text(changed("\"expiry\": \"2027-01-01\"")),
-            &["error: order \"NEW-1\" (orders[1]): expiry: unknown field (fields are id, authority, issued, valid_from, expires, basis, action, direction, prefixes, allow_broad, note); did you mean \"expires\"?"],
+            &["error: order \"NEW-1\" (orders[1]): expiry: unknown field (fields are id, authority, issued, valid_from, expires, basis, action, direction, prefixes, domains, allow_broad, allow_shared, note); did you mean \"expires\"?"],
         ),
         case(
             "an unknown field in an exception",
