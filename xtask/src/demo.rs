@@ -14,11 +14,12 @@ use anyhow::{bail, Context};
 use crate::cmd::{self, step};
 
 const DIR: &str = "/tmp/borderfilter-demo";
-const NS: [&str; 4] = [
+const NS: [&str; 5] = [
     "bfdemo-client",
     "bfdemo-router",
     "bfdemo-server",
     "bfdemo-notice",
+    "bfdemo-dns",
 ];
 
 const ORDERS: &str = r#"{
@@ -58,14 +59,20 @@ struct Demo {
     daemon: Option<Child>,
     web: Option<Child>,
     notice: Option<Child>,
+    dns: Option<Child>,
     bin: PathBuf,
 }
 
 impl Drop for Demo {
     fn drop(&mut self) {
-        for child in [self.daemon.take(), self.web.take(), self.notice.take()]
-            .into_iter()
-            .flatten()
+        for child in [
+            self.daemon.take(),
+            self.web.take(),
+            self.notice.take(),
+            self.dns.take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             let mut child = child;
             let _ = child.kill();
@@ -100,12 +107,18 @@ fn teardown() {
         .status();
 }
 
-/// The demo's network, as `ip` command lines (`{c}`, `{r}`, `{s}`, `{n}`: the client,
-/// router, server and notice-host namespaces).
+/// The demo's network, as `ip` command lines (`{c}`, `{r}`, `{s}`, `{n}`, `{d}`: the
+/// client, router, server, notice-host and DNS-server namespaces).
 const TOPOLOGY: &[&str] = &[
     "-n {c} link add eth0 type veth peer name to-client netns {r}",
     "-n {s} link add eth0 type veth peer name to-server netns {r}",
     "-n {n} link add eth0 type veth peer name to-notice netns {r}",
+    "-n {d} link add eth0 type veth peer name to-dns netns {r}",
+    "-n {d} link set eth0 up",
+    "-n {r} link set to-dns up",
+    "-n {r} addr add 192.0.2.193/26 dev to-dns",
+    "-n {d} addr add 192.0.2.194/26 dev eth0",
+    "-n {d} route add default via 192.0.2.193",
     "-n {c} link set eth0 up",
     "-n {s} link set eth0 up",
     "-n {n} link set eth0 up",
@@ -132,6 +145,7 @@ const TOPOLOGY: &[&str] = &[
     "-n {s} addr add 198.51.100.10/32 dev lo",
     "-n {s} addr add 198.51.100.53/32 dev lo",
     "-n {s} addr add 203.0.113.10/32 dev lo",
+    "-n {s} addr add 203.0.113.80/32 dev lo",
     "-n {n} addr add 192.0.2.130/26 dev eth0",
     "-n {n} addr add 2001:db8:4e::2/64 dev eth0 nodad",
     "-n {n} route add default via 192.0.2.129",
@@ -146,7 +160,7 @@ fn topology() -> anyhow::Result<()> {
     // A fresh start: no order list, audit trail or logs of an earlier run.
     let _ = std::fs::remove_dir_all(DIR);
     std::fs::create_dir_all(DIR)?;
-    let [c, r, s, n] = NS;
+    let [c, r, s, n, d] = NS;
     for ns in NS {
         ip(&["netns", "add", ns])?;
         ip(&["-n", ns, "link", "set", "lo", "up"])?;
@@ -163,7 +177,8 @@ fn topology() -> anyhow::Result<()> {
             .replace("{c}", c)
             .replace("{r}", r)
             .replace("{s}", s)
-            .replace("{n}", n);
+            .replace("{n}", n)
+            .replace("{d}", d);
         ip(&line.split_whitespace().collect::<Vec<_>>())?;
     }
     let forwarding = [
@@ -182,6 +197,33 @@ fn topology() -> anyhow::Result<()> {
     std::fs::create_dir_all(format!("{DIR}/bpffs"))?;
     cmd::run_quiet(Command::new("mount").args(["-t", "bpf", "bpf", &format!("{DIR}/bpffs")]))?;
     Ok(())
+}
+
+/// Waits (a few seconds at most) until the daemon blocks `addr`: a name is resolved just
+/// after the order naming it is added.
+fn wait_blocked(bin: &Path, addr: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = Command::new(bin)
+            .args([
+                "--socket",
+                &format!("{DIR}/control.sock"),
+                "--json",
+                "check",
+                addr,
+            ])
+            .output()?;
+        if String::from_utf8_lossy(&out.stdout).contains("\"verdict\": \"drop\"") {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the daemon did not block {addr}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        sleep(Duration::from_millis(50));
+    }
 }
 
 /// Says what happens next, then shows the command and its output as a user would type it.
@@ -294,6 +336,7 @@ pub fn run(ifaces: &[String], keep: bool, daemon_args: &[String]) -> anyhow::Res
         daemon: None,
         web: None,
         notice: None,
+        dns: None,
         bin: bin.clone(),
     };
     // The real server: a page that says so, served on every server address.
@@ -339,8 +382,15 @@ pub fn run(ifaces: &[String], keep: bool, daemon_args: &[String]) -> anyhow::Res
         .stderr(std::fs::File::create(format!("{DIR}/notice.log"))?)
         .spawn()?,
     );
-    println!("client 192.0.2.2 -- router (borderfilter on to-client, to-server) -- server 198.51.100.10, 198.51.100.53, 203.0.113.10");
+    demo.dns = Some(crate::demo_dns::start(NS[4], NS[1], DIR)?);
+    println!("client 192.0.2.2 -- router (borderfilter on to-client, to-server) -- server 198.51.100.10, 198.51.100.53, 203.0.113.10, 203.0.113.80");
     println!("                       router to-notice -- block-notice host (answers for redirected addresses)");
+    println!(
+        "                       router to-dns    -- DNS server {} (knot: {} is {})",
+        crate::demo_dns::ADDR,
+        crate::demo_dns::NAME,
+        crate::demo_dns::NAME_ADDR
+    );
 
     step("starting the daemon on the router");
     let log = std::fs::File::create(format!("{DIR}/daemon.log"))?;
@@ -368,6 +418,10 @@ pub fn run(ifaces: &[String], keep: bool, daemon_args: &[String]) -> anyhow::Res
                 &format!("{DIR}/audit.jsonl"),
                 "--metrics",
                 "127.0.0.1:10431",
+                "--resolver",
+                crate::demo_dns::ADDR,
+                "--names-state",
+                &format!("{DIR}/names.json"),
             ],
         )
         .stdout(log.try_clone()?)
@@ -420,6 +474,24 @@ pub fn run(ifaces: &[String], keep: bool, daemon_args: &[String]) -> anyhow::Res
     ])?;
     curl("http://203.0.113.10/")?;
     show(
+        "a court order names a domain: the daemon resolves it through the ISP's resolver and blocks its addresses",
+        &bin,
+        &[
+            "orders", "add", "--id", "DEMO-3/2026", "--authority", "Østre Landsret", "--issued", "2026-11-25",
+            "--action", "drop", "--basis", "copyright", "--domain", crate::demo_dns::NAME,
+        ],
+    )?;
+    wait_blocked(&bin, crate::demo_dns::NAME_ADDR)?;
+    curl(&format!("http://{}/", crate::demo_dns::NAME_ADDR))?;
+    show(
+        &format!(
+            "why is {} blocked? (provenance: the name, when it resolved, the TTL)",
+            crate::demo_dns::NAME_ADDR
+        ),
+        &bin,
+        &["check", crate::demo_dns::NAME_ADDR],
+    )?;
+    show(
         "a typo is refused and changes nothing",
         &bin,
         &["block", "add", "203.0.113.7/24", "--order", "DEMO-2/2026"],
@@ -445,10 +517,11 @@ pub fn run(ifaces: &[String], keep: bool, daemon_args: &[String]) -> anyhow::Res
         &["audit", "--prefix", "203.0.113.10"],
     )?;
     let (orders, pins) = (format!("{DIR}/orders.json"), format!("{DIR}/bpffs/pins"));
+    let names = format!("{DIR}/names.json");
     show(
-        "proof that the data plane enforces exactly the file (read from the pinned maps)",
+        "proof that the data plane enforces exactly the file and what its names resolved to (read from the pinned maps)",
         &bin,
-        &["verify", "--orders", &orders, "--pin-dir", &pins],
+        &["verify", "--orders", &orders, "--pin-dir", &pins, "--names-state", &names],
     )?;
 
     if keep {

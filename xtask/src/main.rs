@@ -7,6 +7,7 @@ mod bench;
 mod cmd;
 mod deb;
 mod demo;
+mod demo_dns;
 mod fuzz;
 mod setup;
 mod soak;

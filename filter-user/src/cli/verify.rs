@@ -44,6 +44,9 @@ struct Verdict {
     differences: Vec<String>,
     differences_total: usize,
     fast_path_agrees: bool,
+    /// Addresses the maps must hold because names in orders resolved to them (from
+    /// `--names-state`, through the guard).
+    resolved_addresses: usize,
     agrees: bool,
 }
 
@@ -136,6 +139,7 @@ pub fn verify(args: &VerifyArgs, json: bool) -> anyhow::Result<i32> {
         differences: Vec::new(),
         differences_total: 0,
         fast_path_agrees: FastState::derive(&held.entries) == held.fast,
+        resolved_addresses: 0,
         agrees: false,
     };
     compare(args, &dataplane, &held, &mut verdict);
@@ -181,7 +185,9 @@ fn compare(args: &VerifyArgs, dataplane: &Dataplane, held: &Snapshot, verdict: &
     let resolved = match names_guard(args) {
         Ok((book, guard)) => {
             let active = |i: usize| list.orders[i].state(now) == OrderState::Active;
-            admit(&list, active, &book, &guard).resolved
+            let resolved = admit(&list, active, &book, &guard).resolved;
+            verdict.resolved_addresses = resolved.values().map(|s| s.len()).sum();
+            resolved
         }
         Err(e) => {
             verdict
@@ -256,9 +262,17 @@ fn print_verdict(v: &Verdict) {
         }
     } else if v.differences_total == 0 {
         println!(
-            "the maps enforce exactly what {} says (sha256 {})",
+            "the maps enforce exactly what {} says (sha256 {}){}",
             v.orders_file,
-            v.list_sha256.as_deref().unwrap_or("?")
+            v.list_sha256.as_deref().unwrap_or("?"),
+            if v.resolved_addresses > 0 {
+                format!(
+                    ", with the {} address(es) its names resolved to",
+                    v.resolved_addresses
+                )
+            } else {
+                String::new()
+            }
         );
     } else {
         println!(
