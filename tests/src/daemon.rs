@@ -168,6 +168,17 @@ impl Daemon {
         (rc == pid).then(|| std::os::unix::process::ExitStatusExt::from_raw(status))
     }
 
+    /// Waits until a daemon that must refuse to start has exited, and returns how.
+    #[track_caller]
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let status = poll::until("the daemon to exit", timeout, || {
+            let s = self.exited();
+            (s.is_some(), s)
+        });
+        self.child = None;
+        status.expect("exited")
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
     }

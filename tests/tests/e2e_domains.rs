@@ -784,3 +784,60 @@ fn the_notice_page_names_the_site_the_subscriber_asked_for() {
         "a request reached the server"
     );
 }
+
+#[test]
+fn a_bad_shared_ranges_file_or_state_file_stops_the_start_and_the_filter_keeps_enforcing() {
+    let t = Topology::new("dom-badfile");
+    let dns = DnsServer::start(&t, ZONE, &[Record::a("@", "198.51.100.10", 300)]);
+    t.write_orders(&order_list(
+        &[domain_order("DOM-1", "drop", &["allofmp3.example"], "")],
+        &[],
+    ));
+    let mut d = start(&t, &dns, &[]);
+    poll::until("the name resolved", LONG, || {
+        let b = blocked(&d, "198.51.100.10");
+        (b, b)
+    });
+    d.stop();
+    let shared = t.dir.join("shared.txt");
+    std::fs::write(&shared, "203.0.113.0/24 ExampleCDN\n198.51.100.7/24 typo\n").unwrap();
+    let shared_arg = shared.display().to_string();
+    let state = t.dir.join("names.json");
+    let good_state = std::fs::read(&state).expect("the daemon kept its names");
+    for (what, setup) in [("shared ranges", 0), ("state file", 1)] {
+        let mut extra = vec!["--resolver", "192.0.2.194"];
+        if setup == 0 {
+            extra.extend(["--shared-ranges", shared_arg.as_str()]);
+        } else {
+            std::fs::write(
+                &state,
+                b"{\"version\": 1, \"names\": {\"allofmp3.example\": 7}}",
+            )
+            .unwrap();
+        }
+        let mut bad = Daemon::launch(&t, &extra);
+        let status = bad.wait_exit(Duration::from_secs(30));
+        assert!(!status.success(), "{what}: the daemon started");
+        let log = bad.log_text();
+        let want = if setup == 0 {
+            format!("--shared-ranges {shared_arg}: line 2: \"198.51.100.7/24\": host bits are set")
+        } else {
+            format!("the resolved names {} cannot be read", state.display())
+        };
+        assert!(log.contains(&want), "{what}: {log}");
+        // The filter keeps enforcing from its pinned maps meanwhile.
+        assert!(
+            !tcp_connects(&t.client, sock("198.51.100.10", TCP_PORT), SHORT),
+            "{what}"
+        );
+        let _server = Listeners::start(&t.server, &["203.0.113.10"]);
+        assert!(
+            tcp_connects(&t.client, sock("203.0.113.10", TCP_PORT), LONG),
+            "{what}"
+        );
+        drop(_server);
+    }
+    std::fs::write(&state, good_state).unwrap();
+    let d = start(&t, &dns, &[]);
+    assert!(blocked(&d, "198.51.100.10"));
+}

@@ -5,10 +5,12 @@
 //! - `defaults`: the options as the unit gives them;
 //! - `host`: kernel, BTF, bpffs, memlock, capabilities;
 //! - `network`: interfaces, the order list, the control socket, the metrics address;
-//! - `netdev`: what a driver can do (driver name, XDP features).
+//! - `netdev`: what a driver can do (driver name, XDP features);
+//! - `names`: the resolvers, shared ranges, timers and state file of orders that name domains.
 
 mod defaults;
 mod host;
+mod names;
 mod netdev;
 mod network;
 
@@ -126,6 +128,7 @@ fn checks(run: &RunArgs, socket: &Path, report: &mut Report) {
     host::check_capabilities(report);
     network::check_interfaces(run, report);
     network::check_orders(run, report);
+    names::check_names(run, report);
     network::check_socket(socket, &run.pin_dir, report);
     network::check_metrics(run, report);
 }
