@@ -10,6 +10,7 @@ pub mod action;
 pub mod bench;
 pub mod maps;
 pub mod parse;
+pub mod poptrie;
 pub mod types;
 pub mod verdict;
 

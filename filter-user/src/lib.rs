@@ -14,6 +14,7 @@ pub mod jsonl;
 pub mod notice;
 pub mod orders;
 pub mod paths;
+pub mod poptrie;
 pub mod prefix;
 pub mod semantics;
 pub mod sync;
