@@ -3,6 +3,8 @@
 //! issue 16's fast path (`docs/fastpath.md`): built here, checked against a plain
 //! longest-prefix match; not yet in the data plane.
 
+pub mod update;
+
 use filter_common::poptrie::{
     child_index, PopMemory, PopNode, DIRECT_BITS, DIRECT_NODE, MAX_DEPTH_V4, MAX_DEPTH_V6, NO_LEAF,
     STRIDE,
@@ -119,7 +121,7 @@ pub fn build(items: &[Item], bits: u32) -> PopTrie {
 
 /// Fills node `at` (already allocated) at `depth`, whose block's covering leaf is
 /// `inherited`, from `items`: the prefixes inside its block longer than its start.
-fn build_node(t: &mut PopTrie, at: u32, items: &[Item], depth: u32, inherited: u16) {
+pub(crate) fn build_node(t: &mut PopTrie, at: u32, items: &[Item], depth: u32, inherited: u16) {
     let bits = t.bits;
     let from = DIRECT_BITS + depth * STRIDE;
     let (_, width) = child_index(items[0].addr, bits, depth);
