@@ -263,6 +263,30 @@ impl Rig {
         result
     }
 
+    /// Nanoseconds per frame that `contender`'s own XDP program ran (ceiling or
+    /// borderfilter), from the kernel's BPF run-time statistics over one more
+    /// measurement. The statistics are on only for that measurement: they add two clock
+    /// reads to every run of every BPF program, which the ceiling's figure (a program
+    /// that only returns) shows.
+    pub fn program_ns(&self, contender: Contender<'_>, template: &[u8]) -> anyhow::Result<f64> {
+        let (dp, name) = match contender {
+            Contender::Ceiling => (&self.generator, "bench_drop"),
+            Contender::Borderfilter(dp) => (dp, filter_user::dataplane::PROGRAM_NAME),
+            _ => anyhow::bail!("no program of ours to read"),
+        };
+        let program = dp
+            .program_named(name)
+            .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+        let fd = program.fd()?.as_fd().as_raw_fd();
+        let _stats = enable_run_time_stats()?;
+        let before = run_time(fd)?;
+        self.measure(contender, template)?;
+        let after = run_time(fd)?;
+        let runs = after.1.saturating_sub(before.1);
+        anyhow::ensure!(runs > 0, "{name} did not run");
+        Ok((after.0 - before.0) as f64 / runs as f64)
+    }
+
     /// A 64-byte UDP frame from `src` to r0's MAC, of `src`'s family; the generator
     /// writes the destination.
     pub fn template(&self, src: IpAddr) -> Vec<u8> {
@@ -398,6 +422,34 @@ pub fn unblocked_source(entries: &BTreeMap<Prefix, Entry>, family: u8) -> anyhow
         .filter_map(|c| c.parse::<IpAddr>().ok())
         .find(|a| !oracle.blocked(*a) && !oracle.blocks_source(*a))
         .ok_or_else(|| anyhow::anyhow!("every candidate source address is listed"))
+}
+
+/// Turns the kernel's BPF run-time statistics on until the returned fd is closed
+/// (BPF_ENABLE_STATS, BPF_STATS_RUN_TIME).
+fn enable_run_time_stats() -> anyhow::Result<std::os::fd::OwnedFd> {
+    let attr = [0u32; 2];
+    // SAFETY: BPF_ENABLE_STATS (32) reads a u32 type (BPF_STATS_RUN_TIME, 0) from attr.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, 32, attr.as_ptr(), 8u32) };
+    if fd < 0 {
+        anyhow::bail!(
+            "enabling BPF run-time statistics: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    // SAFETY: a new fd the kernel just returned, owned by nobody else.
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) })
+}
+
+/// A program's `run_time_ns` and `run_cnt` (its fdinfo).
+fn run_time(fd: i32) -> anyhow::Result<(u64, u64)> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))?;
+    let field = |name: &str| -> u64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    Ok((field("run_time_ns:"), field("run_cnt:")))
 }
 
 fn port_fd(port: &mut DevMap<&mut aya::maps::MapData>) -> i32 {

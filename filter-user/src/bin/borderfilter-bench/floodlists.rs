@@ -69,6 +69,10 @@ pub struct Row {
     pub vs_nftables: Option<Spread>,
     /// borderfilter's rows where xdp-filter ran: its extra cost / xdp-filter's.
     pub vs_xdp_filter: Option<Spread>,
+    /// Ceiling's and borderfilter's rows: nanoseconds per frame the XDP program itself
+    /// ran, from the kernel's BPF run-time statistics over one more measurement after
+    /// the runs (the ceiling's figure is the statistics' own overhead).
+    pub program_ns: Option<f64>,
 }
 
 /// Kernel memory of the filter's maps holding one list, at the daemon's defaults.
@@ -216,17 +220,23 @@ pub fn run(options: &Options) -> anyhow::Result<Flood> {
             }
         }
         rig.unload_nft()?;
+        let first = out.rows.len();
         out.rows
             .extend(rows(&shape, family, entries.len(), &contenders, &measured));
+        for (i, contender) in contenders.iter().take(2).enumerate() {
+            out.rows[first + i].program_ns = Some(rig.program_ns(*contender, &template)?);
+        }
         for r in out.rows.iter().rev().take(contenders.len()).rev() {
             eprintln!(
-                "  {label}: {:<19} {:6.2} Mpps ({:.2} to {:.2}), +{:6.1} ns per frame, {:3.0}% of the ceiling",
+                "  {label}: {:<19} {:6.2} Mpps ({:.2} to {:.2}), +{:6.1} ns per frame, {:3.0}% of the ceiling{}",
                 r.contender,
                 r.mpps.median,
                 r.mpps.min,
                 r.mpps.max,
                 r.extra_ns.median,
-                100.0 * r.of_ceiling.median
+                100.0 * r.of_ceiling.median,
+                r.program_ns
+                    .map_or(String::new(), |ns| format!(", program {ns:.0} ns per frame"))
             );
         }
     }
@@ -284,6 +294,7 @@ fn rows(
                 } else {
                     None
                 },
+                program_ns: None,
             }
         })
         .collect()

@@ -27,11 +27,11 @@ pub fn table(f: &Flood) -> String {
         f.runs,
         if f.runs == 1 { "" } else { "s" }
     );
-    out += "family  list     prefixes  contender           Mpps                 extra ns per frame     % of ceiling   extra vs nftables    extra vs xdp-filter\n";
+    out += "family  list     prefixes  contender           Mpps                 extra ns per frame     % of ceiling   extra vs nftables    extra vs xdp-filter  program ns\n";
     for r in &f.rows {
         let opt = |s: &Option<Spread>| s.as_ref().map_or(String::new(), |s| range(s, 1.0, 2));
         out += &format!(
-            "IPv{}    {:<7}  {:>8}  {:<18}  {:<19}  {:<21}  {:<13}  {:<19}  {}\n",
+            "IPv{}    {:<7}  {:>8}  {:<18}  {:<19}  {:<21}  {:<13}  {:<19}  {:<19}  {}\n",
             r.family,
             r.list,
             r.prefixes,
@@ -41,8 +41,10 @@ pub fn table(f: &Flood) -> String {
             range(&r.of_ceiling, 100.0, 0),
             opt(&r.vs_nftables),
             opt(&r.vs_xdp_filter),
+            r.program_ns.map_or(String::new(), |ns| format!("{ns:.0}")),
         );
     }
+    out += "(program ns: the XDP program's own run time per frame, kernel BPF statistics, one more measurement; the ceiling's is the statistics' overhead)\n";
     for note in &f.notes {
         out += &format!("  note: {note}\n");
     }
@@ -54,7 +56,7 @@ pub fn table(f: &Flood) -> String {
     out += "family  list     prefixes   entries       MiB  bytes/prefix  largest maps\n";
     for m in &f.memory {
         let mut maps = m.by_map.clone();
-        maps.sort_by(|a, b| b.1.cmp(&a.1));
+        maps.sort_by_key(|m| std::cmp::Reverse(m.1));
         let largest: Vec<String> = maps
             .iter()
             .take(3)
