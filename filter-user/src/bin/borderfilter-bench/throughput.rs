@@ -88,28 +88,33 @@ pub fn run(options: &Options) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
     for (mix, per_mille) in [("all blocked", 1000u32), ("1% blocked", 10)] {
         rig.destinations(4, &blocked, &pass, per_mille)?;
-        let mut ceiling_rate = 0.0;
-        for contender in [
+        let contenders = [
             Contender::Ceiling,
             Contender::Borderfilter(&filter),
             Contender::Nftables,
-        ] {
-            // The table only while nftables is measured: the frames borderfilter passes
-            // would go through its chain.
-            if matches!(contender, Contender::Nftables) {
-                let took = rig.load_nft(&list)?;
-                eprintln!(
-                    "  nftables took {took:.2} s to load {} prefixes",
-                    list.len()
-                );
+        ];
+        // Rounds interleave the contenders, so that a busy moment of the shared machine
+        // falls on all of them.
+        let mut results = vec![Vec::new(); contenders.len()];
+        for _ in 0..rounds {
+            for (c, contender) in contenders.iter().enumerate() {
+                // The table only while nftables is measured: the frames borderfilter
+                // passes would go through its chain.
+                if matches!(contender, Contender::Nftables) {
+                    let took = rig.load_nft(&list)?;
+                    eprintln!(
+                        "  nftables took {took:.2} s to load {} prefixes",
+                        list.len()
+                    );
+                }
+                results[c].push(rig.measure(*contender, &template)?);
+                if matches!(contender, Contender::Nftables) {
+                    rig.unload_nft()?;
+                }
             }
-            let mut results = Vec::new();
-            for _ in 0..rounds {
-                results.push(rig.measure(contender, &template)?);
-            }
-            if matches!(contender, Contender::Nftables) {
-                rig.unload_nft()?;
-            }
+        }
+        let mut ceiling_rate = 0.0;
+        for (contender, mut results) in contenders.iter().zip(results) {
             results.sort_by(|a, b| a.rate.total_cmp(&b.rate));
             let m = results[results.len() / 2];
             if matches!(contender, Contender::Ceiling) {
