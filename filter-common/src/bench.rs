@@ -6,6 +6,10 @@ pub const CONFIG: &str = "BENCH_CONFIG";
 /// Sampled addresses inside the blocked prefixes: `ARRAY` of `[u8; 4]` / `[u8; 16]`.
 pub const SAMPLES_V4: &str = "BENCH_V4";
 pub const SAMPLES_V6: &str = "BENCH_V6";
+/// Addresses the list does not block, for the generator's frames that should pass:
+/// `ARRAY` of `[u8; 4]` / `[u8; 16]`, filled by the harness.
+pub const PASS_V4: &str = "BENCH_PASS_V4";
+pub const PASS_V6: &str = "BENCH_PASS_V6";
 /// The generator's output port: `DEVMAP`, index 0.
 pub const PORT: &str = "BENCH_PORT";
 /// Number of samples (a power of two).
@@ -36,8 +40,9 @@ pub struct BenchConfig {
     pub stream: u32,
     /// 4 or 6.
     pub family: u32,
-    /// Generator: out of 1000 frames, how many go to a blocked address (the rest go to
-    /// 198.18.0.0/15, which nothing blocks).
+    /// Generator: out of 1000 frames, how many go to a blocked address (from the
+    /// samples); the rest go to the pass samples, which the harness fills with addresses
+    /// the list does not block.
     pub blocked_per_mille: u32,
 }
 const _: () = assert!(core::mem::size_of::<BenchConfig>() == 16);

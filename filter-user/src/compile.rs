@@ -145,6 +145,29 @@ impl ListingChange {
     }
 }
 
+/// The listing changes that move the addresses orders hold through their names from
+/// `held` to `wanted`.
+pub fn resolved_changes(held: &Resolved, wanted: &Resolved) -> Vec<ListingChange> {
+    let empty = std::collections::BTreeSet::new();
+    let orders: std::collections::BTreeSet<usize> =
+        held.keys().chain(wanted.keys()).copied().collect();
+    let mut out = Vec::new();
+    for i in orders {
+        let (before, after) = (
+            held.get(&i).unwrap_or(&empty),
+            wanted.get(&i).unwrap_or(&empty),
+        );
+        for (set, other, added) in [(after, before, true), (before, after, false)] {
+            out.extend(set.difference(other).map(|p| ListingChange {
+                prefix: *p,
+                lister: Lister::Resolved(i),
+                added,
+            }));
+        }
+    }
+    out
+}
+
 impl Compiled {
     pub fn rule_of_order(&self, id: &str) -> Option<u32> {
         self.order_of_rule

@@ -11,7 +11,9 @@ use std::{
 
 use filter_common::types::{EXCEPTION_RULE, NO_RULE};
 use filter_user::{
-    compile::{compile, compile_with, Compiled, Lister, ListingChange, Numbering, Resolved},
+    compile::{
+        compile, compile_with, resolved_changes, Compiled, ListingChange, Numbering, Resolved,
+    },
     orders::{
         edit::{Done, Edit},
         Action, Direction, Exception, Instant, Listed, Order, OrderList, OrderState, Side,
@@ -383,24 +385,6 @@ fn random_resolved(rng: &mut SmallRng, list: &OrderList) -> Resolved {
             .map(|_| Prefix::host(random_addr(rng, list)))
             .collect();
         out.insert(index, hosts);
-    }
-    out
-}
-
-/// What moves the addresses orders hold through names from `a` to `b`.
-fn resolved_changes(a: &Resolved, b: &Resolved) -> Vec<ListingChange> {
-    let empty = BTreeSet::new();
-    let orders: BTreeSet<usize> = a.keys().chain(b.keys()).copied().collect();
-    let mut out = Vec::new();
-    for i in orders {
-        let (before, after) = (a.get(&i).unwrap_or(&empty), b.get(&i).unwrap_or(&empty));
-        for (set, other, added) in [(after, before, true), (before, after, false)] {
-            out.extend(set.difference(other).map(|p| ListingChange {
-                prefix: *p,
-                lister: Lister::Resolved(i),
-                added,
-            }));
-        }
     }
     out
 }

@@ -73,6 +73,15 @@ fn blocked(d: &Daemon, addr: &str) -> bool {
     v["sides"][0]["verdict"] == "drop"
 }
 
+/// Waits until the data plane blocks `addr` (a name is resolved, an answer moved).
+#[track_caller]
+fn wait_blocked(d: &Daemon, addr: &str, timeout: Duration, what: &str) {
+    poll::until(what, timeout, || {
+        let b = blocked(d, addr);
+        (b, b)
+    });
+}
+
 fn audit_names(d: &Daemon) -> Vec<Value> {
     json(d, &["audit"])
         .as_array()
@@ -228,10 +237,7 @@ fn a_changed_record_is_followed_and_the_old_address_released_after_its_grace() {
     ));
     let d = start(&t, &dns, &["--dns-min-ttl", "1", "--dns-grace", "4"]);
     let server = Listeners::start(&t.server, &all_server_addrs());
-    poll::until("the name resolved", LONG, || {
-        let b = blocked(&d, "198.51.100.10");
-        (b, b)
-    });
+    wait_blocked(&d, "198.51.100.10", LONG, "the name resolved");
     let mut stream = Stream::start(
         &t.client,
         &[sock("198.51.100.10", UDP_PORT)],
@@ -240,13 +246,11 @@ fn a_changed_record_is_followed_and_the_old_address_released_after_its_grace() {
 
     dns.set_records(&[Record::a("@", "198.51.100.20", 2)]);
     let changed = Instant::now();
-    poll::until(
-        "the new address blocked within TTL + 1 s",
+    wait_blocked(
+        &d,
+        "198.51.100.20",
         Duration::from_secs(3),
-        || {
-            let b = blocked(&d, "198.51.100.20");
-            (b, b)
-        },
+        "the new address blocked within TTL + 1 s",
     );
     let took = changed.elapsed();
     borderfilter_tests::measured(
@@ -480,10 +484,8 @@ fn shared_and_protected_addresses_are_not_blocked_and_everyone_is_told_why() {
         ],
     );
     let _server = Listeners::start(&t.server, &all_server_addrs());
-    poll::until("the names resolved", LONG, || {
-        let b = blocked(&d, "198.51.100.20") && blocked(&d, "203.0.113.70");
-        (b, b)
-    });
+    wait_blocked(&d, "198.51.100.20", LONG, "the names resolved");
+    wait_blocked(&d, "203.0.113.70", LONG, "the names resolved");
     // The order's other address is blocked; the shared and the protected one are not;
     // the order that allows shared ranges blocks its address in one.
     assert!(!tcp_connects(
@@ -585,10 +587,7 @@ fn bad_names_are_refused_and_loops_and_huge_answers_are_bounded() {
     );
     t.write_orders(&good);
     let d = start(&t, &dns, &["--dns-min-ttl", "1"]);
-    poll::until("the name resolved", LONG, || {
-        let b = blocked(&d, "198.51.100.10");
-        (b, b)
-    });
+    wait_blocked(&d, "198.51.100.10", LONG, "the name resolved");
     let before = json(&d, &["status"])["applied"]["sha256"].clone();
     let long_label = "a".repeat(64);
     let long_name = format!("{}.example", ["abcdefghijklmnopqrstuvwxy"; 10].join("."));
@@ -680,10 +679,7 @@ fn no_packet_to_a_blocked_address_passes_while_the_answer_moves() {
     ));
     let d = start(&t, &dns, &["--dns-min-ttl", "1", "--dns-grace", "600"]);
     let server = Listeners::start(&t.server, &all_server_addrs());
-    poll::until("the name resolved", LONG, || {
-        let b = blocked(&d, addrs[0]);
-        (b, b)
-    });
+    wait_blocked(&d, addrs[0], LONG, "the name resolved");
     let targets: Vec<_> = addrs.iter().map(|a| sock(a, UDP_PORT)).collect();
     let mut flood = Stream::start(&t.client, &targets, Duration::from_micros(200));
     // The answer moves 0 -> 1 -> 2 -> 0: an address once returned stays blocked (grace
@@ -691,10 +687,12 @@ fn no_packet_to_a_blocked_address_passes_while_the_answer_moves() {
     let mut blocked_since: Vec<Option<u64>> = vec![Some(0), None, None];
     for step in [1usize, 2, 0] {
         dns.set_records(&[Record::a("@", addrs[step], 1)]);
-        poll::until("the new address enforced", Duration::from_secs(4), || {
-            let b = blocked(&d, addrs[step]);
-            (b, b)
-        });
+        wait_blocked(
+            &d,
+            addrs[step],
+            Duration::from_secs(4),
+            "the new address enforced",
+        );
         if blocked_since[step].is_none() {
             blocked_since[step] = Some(server.udp(addrs[step]));
         }
@@ -794,10 +792,7 @@ fn a_bad_shared_ranges_file_or_state_file_stops_the_start_and_the_filter_keeps_e
         &[],
     ));
     let mut d = start(&t, &dns, &[]);
-    poll::until("the name resolved", LONG, || {
-        let b = blocked(&d, "198.51.100.10");
-        (b, b)
-    });
+    wait_blocked(&d, "198.51.100.10", LONG, "the name resolved");
     d.stop();
     let shared = t.dir.join("shared.txt");
     std::fs::write(&shared, "203.0.113.0/24 ExampleCDN\n198.51.100.7/24 typo\n").unwrap();

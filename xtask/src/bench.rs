@@ -3,7 +3,7 @@
 
 use crate::cmd::{self, cargo, step};
 
-pub fn run(quick: bool) -> anyhow::Result<()> {
+pub fn run(quick: bool, only: Option<&str>) -> anyhow::Result<()> {
     if !cmd::is_root() {
         anyhow::bail!("the benchmarks load XDP programs and build network namespaces: run as root");
     }
@@ -24,6 +24,9 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         .arg(target.join("bench").join("report.json"));
     if quick {
         c.arg("--quick");
+    }
+    if let Some(part) = only {
+        c.args(["--only", part]);
     }
     cmd::run(&mut c)
 }

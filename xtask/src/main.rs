@@ -48,6 +48,9 @@ enum Task {
         /// A reduced run, under two minutes.
         #[arg(long)]
         quick: bool,
+        /// Run one part: classify, throughput, flood, sync, scrape or fleet.
+        #[arg(long, value_name = "PART")]
+        only: Option<String>,
     },
     /// Build the XDP program and the `borderfilter` binary.
     Build {
@@ -99,7 +102,7 @@ fn main() -> anyhow::Result<()> {
         }
         Task::Deb => deb::run(),
         Task::Test { cargo_args } => test::run(&cargo_args),
-        Task::Bench { quick } => bench::run(quick),
+        Task::Bench { quick, only } => bench::run(quick, only.as_deref()),
         Task::Fuzz { target, time } => fuzz::run(target.as_deref(), time),
         Task::Soak { only, cargo_args } => soak::run(&only, &cargo_args),
         Task::Run {

@@ -35,6 +35,11 @@ pub const TEST_PACKAGES: &[&str] = &[
     "knot-dnsutils", // kdig: the DNS tests ask that server from the router namespace
 ];
 
+/// Baselines the benchmarks measure against (`cargo xtask bench`).
+pub const BENCH_PACKAGES: &[&str] = &[
+    "xdp-tools", // xdp-filter: the one-hash-lookup XDP baseline of the flood on exact lists
+];
+
 /// Tools that build and check the Debian package (`cargo xtask deb`) and that the
 /// package test uses the way an operator would.
 pub const PACKAGE_PACKAGES: &[&str] = &[
@@ -57,6 +62,7 @@ const SYSFS_MAGIC: &str = "62656572";
 pub fn all() -> anyhow::Result<()> {
     build_toolchain()?;
     packages(TEST_PACKAGES)?;
+    packages(BENCH_PACKAGES)?;
     packages(PACKAGE_PACKAGES)?;
     bpffs()
 }

@@ -27,6 +27,13 @@ static SAMPLES_V4: Array<[u8; 4]> = Array::with_max_entries(SAMPLES, 0);
 #[map(name = "BENCH_V6")]
 static SAMPLES_V6: Array<[u8; 16]> = Array::with_max_entries(SAMPLES, 0);
 
+/// Addresses the list does not block, for the generator's frames that should pass.
+#[map(name = "BENCH_PASS_V4")]
+static PASS_V4: Array<[u8; 4]> = Array::with_max_entries(SAMPLES, 0);
+
+#[map(name = "BENCH_PASS_V6")]
+static PASS_V6: Array<[u8; 16]> = Array::with_max_entries(SAMPLES, 0);
+
 /// The generator's output (index 0).
 #[map(name = "BENCH_PORT")]
 static PORT: DevMap = DevMap::with_max_entries(1, 0);
@@ -107,31 +114,40 @@ pub fn bench_classify(_ctx: XdpContext) -> u32 {
     }
 }
 
-/// Benchmark address space (RFC 2544), which no benchmark blocks: the destinations of
-/// the frames that should pass.
-const UNBLOCKED_NET: u32 = 0xc612_0000; // 198.18.0.0/15
+/// Ethernet header, then the destination's offset in the IPv4 (16) or IPv6 (24) header.
+const V4_DST: usize = 14 + 16;
+const V6_DST: usize = 14 + 24;
 
+/// A live-frames generator: each frame gets a destination from the blocked samples
+/// (`blocked_per_mille` out of 1000) or from the pass samples (addresses the list does
+/// not block, drawn by the harness), IPv4 or IPv6 after `family` (the template frame
+/// must be of that family), and goes out of the port.
 #[xdp]
 pub fn bench_generate(ctx: XdpContext) -> u32 {
     let Some(config) = CONFIG.get(0).copied() else {
         return xdp_action::XDP_ABORTED;
     };
-    let r = random();
-    let dst = if r % 1000 < config.blocked_per_mille {
-        SAMPLES_V4
-            .get(random() & (SAMPLES - 1))
-            .copied()
-            .unwrap_or([0; 4])
+    let blocked = random() % 1000 < config.blocked_per_mille;
+    let i = random() & (SAMPLES - 1);
+    if config.family == 6 {
+        let samples = if blocked { &SAMPLES_V6 } else { &PASS_V6 };
+        let dst = samples.get(i).copied().unwrap_or([0; 16]);
+        let at = ctx.data() + V6_DST;
+        if at + 16 > ctx.data_end() {
+            return xdp_action::XDP_ABORTED;
+        }
+        // SAFETY: bounds checked just above; the frame is writable.
+        unsafe { (at as *mut [u8; 16]).write_unaligned(dst) };
     } else {
-        (UNBLOCKED_NET | (random() & 0x1_ffff)).to_be_bytes()
-    };
-    // Ethernet (14) + the IPv4 destination at offset 16 of the header.
-    let at = ctx.data() + 14 + 16;
-    if at + 4 > ctx.data_end() {
-        return xdp_action::XDP_ABORTED;
+        let samples = if blocked { &SAMPLES_V4 } else { &PASS_V4 };
+        let dst = samples.get(i).copied().unwrap_or([0; 4]);
+        let at = ctx.data() + V4_DST;
+        if at + 4 > ctx.data_end() {
+            return xdp_action::XDP_ABORTED;
+        }
+        // SAFETY: bounds checked just above; the frame is writable.
+        unsafe { (at as *mut [u8; 4]).write_unaligned(dst) };
     }
-    // SAFETY: bounds checked just above; the frame is writable.
-    unsafe { (at as *mut [u8; 4]).write_unaligned(dst) };
     PORT.redirect(0, 0).unwrap_or(xdp_action::XDP_ABORTED)
 }
 

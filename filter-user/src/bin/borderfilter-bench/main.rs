@@ -6,14 +6,20 @@
 //! - `classify`: classification cost per packet, filter against a plain LPM trie;
 //! - `shapes`, `shaped`: the same on lists shaped like real ones and like the worst
 //!   case (spread, crowded, exact), through the daemon's compile and sync;
-//! - `throughput`: frames per second through a veth pair, against a drop-all ceiling
-//!   and nftables;
+//! - `flood`: the veth flood rig (generator, ceiling, nftables, xdp-filter);
+//! - `throughput`: frames per second through a veth pair on the benchmark's own list,
+//!   against a drop-all ceiling and nftables;
+//! - `floodlists`: the same flood on the shaped lists at the daemon's defaults, over
+//!   several runs, with xdp-filter on the exact lists, and each list's map memory;
 //! - `sync`: loading and changing a million prefixes, a single CLI change, memory;
 //! - `scrape`: reading the counters of 10,000 orders (`/metrics`, `borderfilter stats`);
-//! - `report`: the table and `target/bench/report.json`.
+//! - `report`: the table and `target/bench/report.json` (`floodreport`: the flood part).
 
 mod classify;
 mod fleet;
+mod flood;
+mod floodlists;
+mod floodreport;
 mod lists;
 mod netns;
 mod report;
@@ -47,14 +53,14 @@ fn main() -> anyhow::Result<()> {
         match arg.as_str() {
             "--quick" => quick = true,
             "--only" => {
-                only = Some(
-                    args.next()
-                        .context("--only needs classify, throughput, sync or scrape")?,
-                )
+                only =
+                    Some(args.next().context(
+                        "--only needs classify, throughput, flood, sync, scrape or fleet",
+                    )?)
             }
             "--out" => out = PathBuf::from(args.next().context("--out needs a path")?),
             "-h" | "--help" => {
-                println!("usage: borderfilter-bench [--quick] [--only classify|throughput|sync|scrape|fleet] [--out PATH]   (as root; see docs/benchmarks.md)");
+                println!("usage: borderfilter-bench [--quick] [--only classify|throughput|flood|sync|scrape|fleet] [--out PATH]   (as root; see docs/benchmarks.md)");
                 return Ok(());
             }
             other => anyhow::bail!("unknown argument {other:?} (try --help)"),
@@ -76,8 +82,11 @@ fn main() -> anyhow::Result<()> {
 
     let mut report = report::Report::new(quick);
     if let Some(part) = &only {
-        if !["classify", "throughput", "sync", "scrape", "fleet"].contains(&part.as_str()) {
-            anyhow::bail!("--only {part:?}: expected classify, throughput, sync, scrape or fleet");
+        if !["classify", "throughput", "flood", "sync", "scrape", "fleet"].contains(&part.as_str())
+        {
+            anyhow::bail!(
+                "--only {part:?}: expected classify, throughput, flood, sync, scrape or fleet"
+            );
         }
     }
     let runs = |part: &str| only.as_deref().is_none_or(|o| o == part);
@@ -90,6 +99,10 @@ fn main() -> anyhow::Result<()> {
     if runs("throughput") {
         eprintln!("throughput through a veth pair (live frames)...");
         report.throughput = throughput::run(&options)?;
+    }
+    if runs("flood") {
+        eprintln!("veth flood on the shaped lists at the daemon's defaults, and their memory...");
+        report.flood = Some(floodlists::run(&options)?);
     }
     if runs("sync") {
         eprintln!("syncs and memory...");

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::{classify, fleet, scrape, shaped, sync, throughput};
+use crate::{classify, fleet, floodlists, scrape, shaped, sync, throughput};
 
 #[derive(Debug, Serialize)]
 pub struct Machine {
@@ -28,6 +28,9 @@ pub struct Report {
     /// Classification on lists shaped like real ones and the worst case (issue 16).
     pub shaped: Vec<shaped::Row>,
     pub throughput: Vec<throughput::Row>,
+    /// The veth flood and map memory on the shaped lists (issue 16); `None` when the run
+    /// left it out (`--only`).
+    pub flood: Option<floodlists::Flood>,
     /// `None` when the run left the sync benchmarks out (`--only`).
     pub sync: Option<sync::Sync>,
     /// `None` when the run left the scrape out (`--only`).
@@ -70,6 +73,7 @@ impl Report {
             classification: Vec::new(),
             shaped: Vec::new(),
             throughput: Vec::new(),
+            flood: None,
             sync: None,
             scrape: None,
             fleet: None,
@@ -103,6 +107,9 @@ impl Report {
             });
         }
         self.evaluate_shaped();
+        if let Some(f) = &self.flood {
+            self.targets.extend(crate::floodreport::targets(f));
+        }
         let thr = |c: &str| {
             self.throughput
                 .iter()
@@ -259,6 +266,9 @@ impl Report {
                     r.mix, r.contender, r.mpps, r.extra_ns
                 );
             }
+        }
+        if let Some(f) = &self.flood {
+            out += &crate::floodreport::table(f);
         }
         if let Some(s) = &self.sync {
             out += &format!(

@@ -76,7 +76,7 @@ fn load_default() -> anyhow::Result<Dataplane> {
 
 /// Puts `shape` into `dp` as the daemon does with a list file: check (with the default
 /// policy), compile, plan from what the maps hold, apply. Returns the entries.
-fn sync_list(dp: &mut Dataplane, shape: &Shape) -> anyhow::Result<BTreeMap<Prefix, Entry>> {
+pub fn sync_list(dp: &mut Dataplane, shape: &Shape) -> anyhow::Result<BTreeMap<Prefix, Entry>> {
     let bytes = shape.json().into_bytes();
     let (list, problems) = check(&bytes, &Policy::default());
     let list =
@@ -93,27 +93,37 @@ fn sync_list(dp: &mut Dataplane, shape: &Shape) -> anyhow::Result<BTreeMap<Prefi
     Ok(compiled.entries)
 }
 
-/// Whether the destination `addr` is blocked: the longest entry containing it names an
-/// order (every order drops).
-struct Oracle<'a> {
+/// Whether the destination (or source) `addr` is blocked: the longest entry containing it
+/// names an order (every order drops).
+pub struct Oracle<'a> {
     entries: &'a BTreeMap<Prefix, Entry>,
     lengths: Vec<u8>,
 }
 
 impl<'a> Oracle<'a> {
-    fn new(entries: &'a BTreeMap<Prefix, Entry>) -> Self {
+    pub fn new(entries: &'a BTreeMap<Prefix, Entry>) -> Self {
         let mut lengths: Vec<u8> = entries.keys().map(|p| p.length()).collect();
         lengths.sort_unstable_by(|a, b| b.cmp(a));
         lengths.dedup();
         Self { entries, lengths }
     }
 
-    fn blocked(&self, addr: IpAddr) -> bool {
+    fn longest(&self, addr: IpAddr) -> Option<&Entry> {
         self.lengths
             .iter()
             .filter(|&&len| !(addr.is_ipv4() && len > 32))
             .find_map(|&len| self.entries.get(&Prefix::new_truncating(addr, len)))
+    }
+
+    pub fn blocked(&self, addr: IpAddr) -> bool {
+        self.longest(addr)
             .is_some_and(|e| e.dst_rule >= FIRST_ORDER_RULE)
+    }
+
+    /// Whether a frame from `addr` is blocked.
+    pub fn blocks_source(&self, addr: IpAddr) -> bool {
+        self.longest(addr)
+            .is_some_and(|e| e.src_rule >= FIRST_ORDER_RULE)
     }
 }
 
@@ -140,11 +150,13 @@ fn random_in_region(v6: bool, rng: &mut SmallRng) -> IpAddr {
 
 /// `bench::SAMPLES` addresses of the region: blocked ones (inside an order's prefix, a
 /// random one of those the region holds, and blocked by the list as a whole), or ones
-/// the list does not block (uniform over the region).
-fn draw(
+/// the list does not block (uniform over the region). With `anywhere`, blocked
+/// addresses come from all of the list's order entries, not only the region's.
+pub fn draw(
     entries: &BTreeMap<Prefix, Entry>,
     v6: bool,
     blocked: bool,
+    anywhere: bool,
     seed: u64,
 ) -> anyhow::Result<Vec<IpAddr>> {
     let oracle = Oracle::new(entries);
@@ -152,7 +164,9 @@ fn draw(
     let blocking: Vec<&Prefix> = entries
         .iter()
         .filter(|(p, e)| {
-            p.addr().is_ipv6() == v6 && in_region(p.addr()) && e.dst_rule >= FIRST_ORDER_RULE
+            p.addr().is_ipv6() == v6
+                && (anywhere || in_region(p.addr()))
+                && e.dst_rule >= FIRST_ORDER_RULE
         })
         .map(|(p, _)| p)
         .collect();
@@ -204,7 +218,7 @@ fn write_samples(dp: &mut Dataplane, addrs: &[IpAddr]) -> anyhow::Result<()> {
 
 /// The lists of issue 16's table, smallest first; the million-prefix list only in a full
 /// run.
-fn shapes_to_run(quick: bool) -> Vec<(u8, &'static str, usize)> {
+pub fn shapes_to_run(quick: bool) -> Vec<(u8, &'static str, usize)> {
     let mut v = vec![
         (4, "spread", 1_000),
         (4, "spread", 100_000),
@@ -222,26 +236,31 @@ fn shapes_to_run(quick: bool) -> Vec<(u8, &'static str, usize)> {
     v
 }
 
+/// The list of `kind` ("spread", "exact" or "crowded") with `n` prefixes of `family`,
+/// the same in every part of the benchmark.
+pub fn build(family: u8, kind: &str, n: usize) -> Shape {
+    let mut rng = lists::rng(0x5ead ^ (n as u64) ^ (u64::from(family) << 32) ^ kind.len() as u64);
+    match kind {
+        "spread" => shapes::spread(family, n, &mut rng),
+        "exact" => shapes::exact(family, n, &mut rng),
+        // A few hundred /24s (/48s): 400, about 250 prefixes each.
+        _ => shapes::crowded(family, n, 400, &mut rng),
+    }
+}
+
 pub fn run(options: &Options) -> anyhow::Result<Vec<Row>> {
     let repeat = if options.quick { 200_000 } else { 1_000_000 };
     let rounds = if options.quick { 3 } else { 5 };
     let mut empty = load_default()?;
     let mut rows = Vec::new();
     for (family, kind, n) in shapes_to_run(options.quick) {
-        let mut rng =
-            lists::rng(0x5ead ^ (n as u64) ^ (u64::from(family) << 32) ^ kind.len() as u64);
-        let shape = match kind {
-            "spread" => shapes::spread(family, n, &mut rng),
-            "exact" => shapes::exact(family, n, &mut rng),
-            // A few hundred /24s (/48s): 400, about 250 prefixes each.
-            _ => shapes::crowded(family, n, 400, &mut rng),
-        };
+        let shape = build(family, kind, n);
         let mut dp = load_default()?;
         let t = Instant::now();
         let entries = sync_list(&mut dp, &shape)?;
         let load_s = t.elapsed().as_secs_f64();
         for blocked in [true, false] {
-            let addrs = draw(&entries, family == 6, blocked, n as u64 + 17)?;
+            let addrs = draw(&entries, family == 6, blocked, false, n as u64 + 17)?;
             write_samples(&mut dp, &addrs)?;
             write_samples(&mut empty, &addrs)?;
             let cost = |dp: &mut Dataplane, m: u32| -> anyhow::Result<f64> {

@@ -1,34 +1,23 @@
-//! Frames per second through a veth pair: a live-frames generator
-//! (BPF_F_TEST_XDP_LIVE_FRAMES) gives every frame a new destination and redirects it
-//! into a veth; on the other end runs, in turn, a drop-all XDP program (the ceiling:
-//! what this harness can push, since generator and receiver share the CPUs), borderfilter
-//! with 100,000 prefixes, and nftables dropping the same prefixes from an interval set in
-//! the netdev ingress hook. The receiver's own count over the run is the rate.
+//! Frames per second through a veth pair (the rig in `flood.rs`) on the benchmark's own
+//! list: borderfilter with 100,000 prefixes against the drop-all ceiling and nftables
+//! dropping the same prefixes. Two mixes: every frame to a blocked address (inside
+//! 198.18.0.0/16, which the list holds as 65,536 /32s), and 1% of them, the rest to
+//! addresses of 198.19.0.0/16 the list does not block (checked against the list).
+//! `floodlists.rs` floods the lists shaped like real ones.
 
-use std::{
-    collections::BTreeMap,
-    io::Write,
-    net::{IpAddr, Ipv4Addr},
-    os::fd::{AsFd, AsRawFd, BorrowedFd},
-    time::Instant,
-};
+use std::net::{IpAddr, Ipv4Addr};
 
-use aya::{
-    maps::DevMap,
-    programs::{TestRun, TestRunAttrs, TestRunOptions},
-};
-use filter_common::{
-    bench::{self, stream, BenchConfig},
-    parse::ETH_P_IP,
-};
 use filter_user::{
-    dataplane::{netlink, Dataplane, LoadOptions},
+    dataplane::{Dataplane, LoadOptions},
     error_chain,
     prefix::Prefix,
 };
 use serde::Serialize;
 
-use crate::{classify, lists, netns::Netns, Options};
+use crate::{
+    flood::{self, Contender, Rig},
+    lists, shaped, Options,
+};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Row {
@@ -41,27 +30,6 @@ pub struct Row {
     pub extra_ns: f64,
     pub frames_sent: u64,
     pub frames_received: u64,
-}
-
-/// The receiver's count of frames its NAPI loop took in (with or without an XDP program).
-fn received(rx: &Netns) -> anyhow::Result<u64> {
-    let stats = rx.exec("ethtool", &["-S", "r0"])?;
-    Ok(stats
-        .lines()
-        .filter(|l| l.contains("rx_queue_") && l.contains("_xdp_packets"))
-        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<u64>().ok())
-        .sum())
-}
-
-fn attach(rx: &Netns, fd: Option<BorrowedFd<'_>>) -> anyhow::Result<()> {
-    let raw = fd.map(|f| f.as_raw_fd());
-    rx.run(move || {
-        let index = filter_user::dataplane::ifindex("r0").expect("r0 exists");
-        // SAFETY: the fd stays open in this process for the duration of the call.
-        let fd = raw.map(|r| unsafe { BorrowedFd::borrow_raw(r) });
-        netlink::set_xdp(index, fd, netlink::XDP_FLAGS_DRV_MODE, None)
-    })?;
-    Ok(())
 }
 
 /// The 100,000 prefixes: every address of 198.18.0.0/16 (which the blocked frames
@@ -80,47 +48,12 @@ fn prefixes() -> Vec<Prefix> {
     all
 }
 
-fn nft_ruleset(prefixes: &[Prefix]) -> String {
-    let elements: Vec<String> = prefixes.iter().map(|p| p.to_string()).collect();
-    format!(
-        "table netdev bfbench {{\n  set blocked {{ type ipv4_addr; flags interval; auto-merge; elements = {{ {} }}; }}\n  chain ingress {{ type filter hook ingress device \"r0\" priority 0; policy accept; ip daddr @blocked drop; }}\n}}\n",
-        elements.join(", ")
-    )
-}
-
 pub fn run(options: &Options) -> anyhow::Result<Vec<Row>> {
-    let frames: u32 = if options.quick { 3_000_000 } else { 10_000_000 };
     let rounds = if options.quick { 1 } else { 3 };
-    let gen = Netns::new("bfbench-gen")?;
-    let rx = Netns::new("bfbench-rx")?;
-    gen.exec(
-        "ip",
-        &[
-            "link", "add", "g0", "type", "veth", "peer", "name", "r0", "netns", &rx.0,
-        ],
-    )?;
-    gen.exec("ip", &["link", "set", "g0", "up"])?;
-    rx.exec("ip", &["link", "set", "r0", "up"])?;
-    let r0_mac = netlink_mac(&rx).ok_or_else(|| anyhow::anyhow!("r0 has no MAC address"))?;
-
-    // The generator: the bench object, its port towards r0, samples in 198.18.0.0/16.
-    let mut generator = classify::loaded(&BTreeMap::new())?;
-    let target_net: Prefix = "198.18.0.0/16".parse()?;
-    classify::samples(&mut generator, &[target_net], false, 11)?;
-    let g0 = gen
-        .run(|| filter_user::dataplane::ifindex("g0"))
-        .ok_or_else(|| anyhow::anyhow!("no g0"))?;
-    {
-        let port = generator
-            .extra_map(bench::PORT)
-            .ok_or_else(|| anyhow::anyhow!("no port map"))?;
-        let mut port = DevMap::try_from(port)?;
-        let fd = port_fd(&mut port);
-        gen.run(move || set_port(fd, g0))?;
-    }
-
-    // The filter with the 100,000 prefixes.
+    let mut rig = Rig::new(options)?;
+    // The filter with the 100,000 prefixes (the benchmark's own capacities).
     let list = prefixes();
+    let entries = lists::dropping(&list);
     let filter = {
         let mut dp = Dataplane::load(&LoadOptions {
             pin_dir: None,
@@ -131,172 +64,78 @@ pub fn run(options: &Options) -> anyhow::Result<Vec<Row>> {
         let empty = filter_user::sync::Snapshot::read(dp.maps())
             .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
         let target = filter_user::sync::Snapshot::new(
-            lists::dropping(&list),
-            BTreeMap::from([(2, filter_common::Rule::new(filter_common::action::DROP, 2))]),
+            entries.clone(),
+            std::collections::BTreeMap::from([(
+                2,
+                filter_common::Rule::new(filter_common::action::DROP, 2),
+            )]),
         );
         filter_user::sync::Plan::between(&empty, &target)
             .apply(dp.maps_mut())
             .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
         dp
     };
-    let nft = options.work_dir.join("nft.rules");
-    std::fs::File::create(&nft)?.write_all(nft_ruleset(&list).as_bytes())?;
-
-    let template = template_frame(&r0_mac);
+    let target_net: Prefix = "198.18.0.0/16".parse()?;
+    let mut rng = lists::rng(11);
+    let blocked: Vec<IpAddr> = (0..filter_common::bench::SAMPLES)
+        .map(|_| lists::inside(&target_net, &mut rng))
+        .collect();
+    let pass: Vec<IpAddr> = shaped::draw(&entries, false, false, false, 12)?
+        .into_iter()
+        .filter(|a| matches!(a, IpAddr::V4(v) if v.octets()[1] == 19))
+        .collect();
+    let template = rig.template(flood::unblocked_source(&entries, 4)?);
     let mut rows = Vec::new();
     for (mix, per_mille) in [("all blocked", 1000u32), ("1% blocked", 10)] {
-        classify::configure(
-            &mut generator,
-            BenchConfig {
-                mode: 0,
-                stream: stream::BLOCKED,
-                family: 4,
-                blocked_per_mille: per_mille,
-            },
-        )?;
-        let mut ceiling_rate = 0.0;
-        for contender in ["ceiling (drop all)", "borderfilter", "nftables"] {
-            match contender {
-                "ceiling (drop all)" => attach(
-                    &rx,
-                    Some(
-                        generator
-                            .program_named("bench_drop")
-                            .map_err(|e| anyhow::anyhow!(error_chain(&e)))?
-                            .fd()?
-                            .as_fd(),
-                    ),
-                )?,
-                "borderfilter" => attach(
-                    &rx,
-                    Some(
-                        filter
-                            .program()
-                            .map_err(|e| anyhow::anyhow!(error_chain(&e)))?
-                            .fd()?
-                            .as_fd(),
-                    ),
-                )?,
-                _ => {
-                    rx.exec("ethtool", &["-K", "r0", "gro", "on"])?;
-                    let started = Instant::now();
-                    rx.exec("nft", &["-f", nft.to_str().unwrap_or_default()])?;
+        rig.destinations(4, &blocked, &pass, per_mille)?;
+        let contenders = [
+            Contender::Ceiling,
+            Contender::Borderfilter(&filter),
+            Contender::Nftables,
+        ];
+        // Rounds interleave the contenders, so that a busy moment of the shared machine
+        // falls on all of them.
+        let mut results = vec![Vec::new(); contenders.len()];
+        for _ in 0..rounds {
+            for (c, contender) in contenders.iter().enumerate() {
+                // The table only while nftables is measured: the frames borderfilter
+                // passes would go through its chain.
+                if matches!(contender, Contender::Nftables) {
+                    let took = rig.load_nft(&list)?;
                     eprintln!(
-                        "  nftables took {:.2} s to load {} prefixes",
-                        started.elapsed().as_secs_f64(),
+                        "  nftables took {took:.2} s to load {} prefixes",
                         list.len()
                     );
                 }
+                results[c].push(rig.measure(*contender, &template)?);
+                if matches!(contender, Contender::Nftables) {
+                    rig.unload_nft()?;
+                }
             }
-            let mut results = Vec::new();
-            for _ in 0..rounds {
-                let before = received(&rx)?;
-                let started = Instant::now();
-                let program = generator
-                    .program_named("bench_generate")
-                    .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
-                program.test_run(TestRunOptions {
-                    data_in: Some(&template),
-                    repeat: frames,
-                    attrs: TestRunAttrs::new().xdp_live_frames(64),
-                    ..TestRunOptions::new()
-                })?;
-                let elapsed = started.elapsed().as_secs_f64();
-                let got = received(&rx)? - before;
-                results.push((got as f64 / elapsed, got));
+        }
+        let mut ceiling_rate = 0.0;
+        for (contender, mut results) in contenders.iter().zip(results) {
+            results.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+            let m = results[results.len() / 2];
+            if matches!(contender, Contender::Ceiling) {
+                ceiling_rate = m.rate;
             }
-            results.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let (rate, got) = results[results.len() / 2];
-            if contender.starts_with("ceiling") {
-                ceiling_rate = rate;
-            }
-            let extra_ns = (1.0 / rate - 1.0 / ceiling_rate) * 1e9;
+            let extra_ns = (1.0 / m.rate - 1.0 / ceiling_rate) * 1e9;
             eprintln!(
-                "  {mix:<11} {contender:<19} {:6.2} Mpps (+{:5.1} ns per frame over the ceiling)",
-                rate / 1e6,
+                "  {mix:<11} {:<19} {:6.2} Mpps (+{:5.1} ns per frame over the ceiling)",
+                contender.name(),
+                m.rate / 1e6,
                 extra_ns
             );
             rows.push(Row {
                 mix,
-                contender,
-                mpps: rate / 1e6,
+                contender: contender.name(),
+                mpps: m.rate / 1e6,
                 extra_ns,
-                frames_sent: u64::from(frames),
-                frames_received: got,
+                frames_sent: m.sent,
+                frames_received: m.received,
             });
-            // Make sure the contender is gone before the next one is measured.
-            attach(&rx, None)?;
-            if contender == "nftables" {
-                rx.exec("nft", &["delete", "table", "netdev", "bfbench"])?;
-                rx.exec("ethtool", &["-K", "r0", "gro", "off"])?;
-            }
         }
     }
     Ok(rows)
-}
-
-fn port_fd(port: &mut DevMap<&mut aya::maps::MapData>) -> i32 {
-    use aya::maps::IterableMap;
-    port.map().fd().as_fd().as_raw_fd()
-}
-
-/// Writes `ifindex` into the devmap behind `fd` from the current thread's namespace.
-fn set_port(fd: i32, ifindex: u32) -> anyhow::Result<()> {
-    #[repr(C)]
-    struct Attr {
-        map_fd: u32,
-        _pad: u32,
-        key: u64,
-        value: u64,
-        flags: u64,
-    }
-    let key = 0u32;
-    let value = [ifindex, 0u32];
-    let mut attr = Attr {
-        map_fd: fd as u32,
-        _pad: 0,
-        key: &key as *const u32 as u64,
-        value: value.as_ptr() as u64,
-        flags: 0,
-    };
-    // SAFETY: BPF_MAP_UPDATE_ELEM (2) with valid pointers for the call's duration.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            2,
-            &mut attr as *mut Attr,
-            size_of::<Attr>() as u32,
-        )
-    };
-    if rc < 0 {
-        anyhow::bail!(
-            "setting the generator's port: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(())
-}
-
-fn netlink_mac(rx: &Netns) -> Option<[u8; 6]> {
-    rx.run(|| {
-        let index = filter_user::dataplane::ifindex("r0")?;
-        netlink::links()
-            .ok()?
-            .into_iter()
-            .find(|l| l.index == index)?
-            .mac
-    })
-}
-
-/// 64-byte UDP frame to r0's MAC; the generator rewrites the IPv4 destination.
-fn template_frame(dst_mac: &[u8; 6]) -> Vec<u8> {
-    let mut f = filter_user::frame::Frame::v4(
-        "198.19.255.1".parse().expect("valid"),
-        "198.19.0.1".parse().expect("valid"),
-    )
-    .with_data_len(18)
-    .bytes();
-    f[0..6].copy_from_slice(dst_mac);
-    debug_assert_eq!(&f[12..14], &ETH_P_IP.to_be_bytes());
-    f
 }

@@ -3,17 +3,13 @@
 //! the same guarantees as any change: the new address is added before anything is
 //! removed, and every change is in the audit trail with what caused it.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    net::IpAddr,
-    time::Instant as Clock,
-};
+use std::{collections::BTreeSet, net::IpAddr, time::Instant as Clock};
 
 use time::OffsetDateTime;
 
 use super::{pipeline::Conclusion, Applied, Engine};
 use crate::{
-    compile::{Lister, ListingChange},
+    compile::{resolved_changes, ListingChange},
     daemon::{
         audit::{prefixes::handovers, GuardedAddress, NameEvent, Origin, Record},
         names::{
@@ -158,7 +154,7 @@ impl Engine {
             &self.names.guard,
         );
         self.note_guarded(&applied.list, &admitted);
-        let changes = listing_changes(&applied.compiled.resolved, &admitted.resolved);
+        let changes = resolved_changes(&applied.compiled.resolved, &admitted.resolved);
         if changes.is_empty() {
             if !self.names.pending.is_empty() {
                 self.record_names_only(&applied);
@@ -302,28 +298,4 @@ impl Engine {
             log::error!("{}", error_chain(&e));
         }
     }
-}
-
-/// What moves the addresses orders hold from `held` to `wanted`.
-fn listing_changes(
-    held: &BTreeMap<usize, BTreeSet<crate::prefix::Prefix>>,
-    wanted: &BTreeMap<usize, BTreeSet<crate::prefix::Prefix>>,
-) -> Vec<ListingChange> {
-    let empty = BTreeSet::new();
-    let orders: BTreeSet<usize> = held.keys().chain(wanted.keys()).copied().collect();
-    let mut out = Vec::new();
-    for i in orders {
-        let (before, after) = (
-            held.get(&i).unwrap_or(&empty),
-            wanted.get(&i).unwrap_or(&empty),
-        );
-        for (set, other, added) in [(after, before, true), (before, after, false)] {
-            out.extend(set.difference(other).map(|p| ListingChange {
-                prefix: *p,
-                lister: Lister::Resolved(i),
-                added,
-            }));
-        }
-    }
-    out
 }
