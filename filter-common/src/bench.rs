@@ -23,7 +23,28 @@ pub mod mode {
     pub const FILTER: u32 = 1;
     /// One plain LPM-trie lookup of the destination.
     pub const BASELINE: u32 = 2;
+    /// The candidate fast path (`docs/fastpath.md`): a Poptrie lookup of the destination
+    /// and its entry, from the `BENCH_P*` maps the harness fills.
+    pub const POPTRIE: u32 = 3;
 }
+
+/// The candidate fast path's maps (see [`mode::POPTRIE`]): direct table (`ARRAY` of
+/// `u32`, 2^16), nodes (`ARRAY` of `PopNode`), leaves (`ARRAY` of `u16`) per family, and
+/// the distinct entries the leaves index (`ARRAY` of `Entry`; leaf `n` is element `n`).
+pub const POP_V4_DIRECT: &str = "BENCH_P4_DIRECT";
+pub const POP_V4_NODES: &str = "BENCH_P4_NODES";
+pub const POP_V4_LEAVES: &str = "BENCH_P4_LEAVES";
+pub const POP_V6_DIRECT: &str = "BENCH_P6_DIRECT";
+pub const POP_V6_NODES: &str = "BENCH_P6_NODES";
+pub const POP_V6_LEAVES: &str = "BENCH_P6_LEAVES";
+pub const POP_ENTRIES: &str = "BENCH_P_ENTRIES";
+/// Their sizes: room for the benchmark's largest lists (1,000,000 spread IPv4 prefixes
+/// take 1.3 M nodes and 3.0 M leaves; 100,000 IPv6 ones 0.5 M and 0.6 M).
+pub const POP_V4_NODES_CAP: u32 = 1 << 21;
+pub const POP_V4_LEAVES_CAP: u32 = 1 << 22;
+pub const POP_V6_NODES_CAP: u32 = 1 << 20;
+pub const POP_V6_LEAVES_CAP: u32 = 1 << 20;
+pub const POP_ENTRIES_CAP: u32 = 1 << 16;
 
 /// Where destination addresses come from.
 pub mod stream {

@@ -19,6 +19,14 @@ pub const STRIDE: u32 = 6;
 pub const DIRECT_NODE: u32 = 1 << 31;
 /// The leaf meaning "no entry covers the address".
 pub const NO_LEAF: u16 = 0;
+/// In a node's `base1`: the node is a *skip node* (path compression). It stands for
+/// `leafvec` levels (2 to [`MAX_SKIP`]) whose nodes would each have one internal child and
+/// only leaves of one value beside it: `vector` holds the address bits of that path
+/// (`leafvec × STRIDE` bits, right-aligned), `base0` the index of that one leaf (the answer
+/// for an address that leaves the path), and `base1` without this bit the node below.
+pub const SKIP: u32 = 1 << 31;
+/// The most levels one skip node stands for (60 bits of path).
+pub const MAX_SKIP: u32 = 10;
 /// Nodes on the longest path below the direct table: IPv4.
 pub const MAX_DEPTH_V4: u32 = (32 - DIRECT_BITS).div_ceil(STRIDE);
 /// Nodes on the longest path below the direct table: IPv6.
@@ -39,6 +47,10 @@ pub struct PopNode {
 }
 const _: () = assert!(core::mem::size_of::<PopNode>() == 24);
 
+#[cfg(feature = "user")]
+// SAFETY: repr(C), integers only, no padding (8 + 8 + 4 + 4).
+unsafe impl aya::Pod for PopNode {}
+
 /// Where a lookup reads from: slices in user space, maps in the program.
 pub trait PopMemory {
     fn direct(&self, index: u32) -> Option<u32>;
@@ -56,33 +68,122 @@ pub const fn through(i: u32) -> u64 {
     }
 }
 
-/// The child index a node at `depth` (0: the node under the direct table) takes from
-/// `addr` (the address as a big-endian integer, `bits` wide), and how many bits it spans.
+/// An address as the lookup reads it: `width` bits from bit `from` (0: the most
+/// significant). IPv4 is a `u32`; IPv6 is two `u64` halves, so that no 128-bit arithmetic
+/// reaches the BPF backend.
+pub trait Address: Copy {
+    /// 32 or 128.
+    const BITS: u32;
+    /// The most nodes below the direct table.
+    const MAX_DEPTH: u32;
+    /// `width` bits (1 to 32) from bit `from`.
+    fn bits(self, from: u32, width: u32) -> u32;
+    /// `width` bits (1 to 64) from bit `from`.
+    fn bits64(self, from: u32, width: u32) -> u64;
+}
+
+impl Address for u32 {
+    const BITS: u32 = 32;
+    const MAX_DEPTH: u32 = MAX_DEPTH_V4;
+    #[inline(always)]
+    fn bits(self, from: u32, width: u32) -> u32 {
+        self.bits64(from, width) as u32
+    }
+    #[inline(always)]
+    fn bits64(self, from: u32, width: u32) -> u64 {
+        (u64::from(self) >> (32 - from - width)) & mask64(width)
+    }
+}
+
+/// The low `width` bits (0 to 64) set.
 #[inline(always)]
-pub const fn child_index(addr: u128, bits: u32, depth: u32) -> (u32, u32) {
+const fn mask64(width: u32) -> u64 {
+    if width >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << width) - 1
+    }
+}
+
+/// An IPv6 address as its high and low 64 bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct V6(pub u64, pub u64);
+
+impl V6 {
+    pub fn from_bytes(b: &[u8; 16]) -> Self {
+        let mut hi = [0u8; 8];
+        let mut lo = [0u8; 8];
+        hi.copy_from_slice(&b[..8]);
+        lo.copy_from_slice(&b[8..]);
+        V6(u64::from_be_bytes(hi), u64::from_be_bytes(lo))
+    }
+}
+
+impl Address for V6 {
+    const BITS: u32 = 128;
+    const MAX_DEPTH: u32 = MAX_DEPTH_V6;
+    #[inline(always)]
+    fn bits(self, from: u32, width: u32) -> u32 {
+        self.bits64(from, width) as u32
+    }
+    #[inline(always)]
+    fn bits64(self, from: u32, width: u32) -> u64 {
+        let end = from + width;
+        let value = if end <= 64 {
+            self.0 >> (64 - end)
+        } else if from >= 64 {
+            self.1 >> (128 - end)
+        } else {
+            // Straddles the halves: the high part's last bits, then the low part's first.
+            (self.0 << (end - 64)) | (self.1 >> (128 - end))
+        };
+        value & mask64(width)
+    }
+}
+
+/// The width of the node at `depth` (0: the node under the direct table) for `bits`-wide
+/// addresses: [`STRIDE`], or what is left at the end of the address.
+#[inline(always)]
+pub const fn node_width(bits: u32, depth: u32) -> u32 {
     let start = DIRECT_BITS + depth * STRIDE;
-    let width = if bits - start < STRIDE {
+    if bits - start < STRIDE {
         bits - start
     } else {
         STRIDE
-    };
-    let shift = bits - start - width;
-    (((addr >> shift) as u32) & ((1 << width) - 1), width)
+    }
 }
 
-/// The leaf for `addr` (`bits` wide: 32 or 128), or [`NO_LEAF`] where the memory is
-/// missing a word (a torn or out-of-range read: the caller falls back to the trie).
+/// The leaf for `addr`, or `None` where the memory is missing a word (an out-of-range
+/// index: the caller falls back to the trie).
 #[inline(always)]
-pub fn lookup<M: PopMemory>(mem: &M, addr: u128, bits: u32, max_depth: u32) -> Option<u16> {
-    let top = (addr >> (bits - DIRECT_BITS)) as u32;
-    let word = mem.direct(top)?;
+pub fn lookup<M: PopMemory, A: Address>(mem: &M, addr: A) -> Option<u16> {
+    let word = mem.direct(addr.bits(0, DIRECT_BITS))?;
     if word & DIRECT_NODE == 0 {
         return Some(word as u16);
     }
     let mut node = mem.node(word & !DIRECT_NODE)?;
     let mut depth = 0;
-    while depth < max_depth {
-        let (i, _) = child_index(addr, bits, depth);
+    // One node per round; a skip node moves `depth` on by several levels.
+    let mut round = 0;
+    while round < A::MAX_DEPTH {
+        round += 1;
+        if depth >= A::MAX_DEPTH {
+            return None;
+        }
+        if node.base1 & SKIP != 0 {
+            let levels = node.leafvec as u32;
+            if levels == 0 || levels > MAX_SKIP {
+                return None;
+            }
+            let path = addr.bits64(DIRECT_BITS + depth * STRIDE, levels * STRIDE);
+            if path != node.vector {
+                return mem.leaf(node.base0);
+            }
+            node = mem.node(node.base1 & !SKIP)?;
+            depth += levels;
+            continue;
+        }
+        let i = addr.bits(DIRECT_BITS + depth * STRIDE, node_width(A::BITS, depth));
         let mask = through(i);
         if node.vector & (1u64 << i) != 0 {
             let k = (node.vector & mask).count_ones();

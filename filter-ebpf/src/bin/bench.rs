@@ -13,7 +13,11 @@ use aya_ebpf::{
     maps::{Array, DevMap},
     programs::XdpContext,
 };
-use filter_common::bench::{mode, stream, BenchConfig, SAMPLES};
+use filter_common::{
+    bench::{self, mode, stream, BenchConfig, SAMPLES},
+    poptrie::{self, PopMemory, PopNode, V6},
+    Entry,
+};
 use filter_ebpf::{classify, fastpath};
 
 /// What to run (index 0).
@@ -33,6 +37,53 @@ static PASS_V4: Array<[u8; 4]> = Array::with_max_entries(SAMPLES, 0);
 
 #[map(name = "BENCH_PASS_V6")]
 static PASS_V6: Array<[u8; 16]> = Array::with_max_entries(SAMPLES, 0);
+
+/// The candidate fast path's structures (`filter_common::bench::POP_*`).
+#[map(name = "BENCH_P4_DIRECT")]
+static P4_DIRECT: Array<u32> = Array::with_max_entries(1 << poptrie::DIRECT_BITS, 0);
+#[map(name = "BENCH_P4_NODES")]
+static P4_NODES: Array<PopNode> = Array::with_max_entries(bench::POP_V4_NODES_CAP, 0);
+#[map(name = "BENCH_P4_LEAVES")]
+static P4_LEAVES: Array<u16> = Array::with_max_entries(bench::POP_V4_LEAVES_CAP, 0);
+#[map(name = "BENCH_P6_DIRECT")]
+static P6_DIRECT: Array<u32> = Array::with_max_entries(1 << poptrie::DIRECT_BITS, 0);
+#[map(name = "BENCH_P6_NODES")]
+static P6_NODES: Array<PopNode> = Array::with_max_entries(bench::POP_V6_NODES_CAP, 0);
+#[map(name = "BENCH_P6_LEAVES")]
+static P6_LEAVES: Array<u16> = Array::with_max_entries(bench::POP_V6_LEAVES_CAP, 0);
+#[map(name = "BENCH_P_ENTRIES")]
+static P_ENTRIES: Array<Entry> = Array::with_max_entries(bench::POP_ENTRIES_CAP, 0);
+
+/// One family's Poptrie maps.
+struct Pop {
+    direct: &'static Array<u32>,
+    nodes: &'static Array<PopNode>,
+    leaves: &'static Array<u16>,
+}
+
+impl PopMemory for Pop {
+    #[inline(always)]
+    fn direct(&self, index: u32) -> Option<u32> {
+        self.direct.get(index).copied()
+    }
+    #[inline(always)]
+    fn node(&self, index: u32) -> Option<PopNode> {
+        self.nodes.get(index).copied()
+    }
+    #[inline(always)]
+    fn leaf(&self, index: u32) -> Option<u16> {
+        self.leaves.get(index).copied()
+    }
+}
+
+/// The destination rule the candidate structure gives: leaf, then entry.
+#[inline(always)]
+fn pop_rule(leaf: Option<u16>) -> u32 {
+    match leaf {
+        Some(0) | None => 0,
+        Some(l) => P_ENTRIES.get(u32::from(l)).map_or(0, |e| e.dst_rule),
+    }
+}
 
 /// The generator's output (index 0).
 #[map(name = "BENCH_PORT")]
@@ -102,6 +153,14 @@ pub fn bench_classify(_ctx: XdpContext) -> u32 {
         match config.mode {
             mode::FILTER => fold(classify::decide_v6(&src, &dst).verdict),
             mode::BASELINE => fold(fastpath::trie_v6(&dst).map_or(0, |e| e.dst_rule)),
+            mode::POPTRIE => {
+                let maps = Pop {
+                    direct: &P6_DIRECT,
+                    nodes: &P6_NODES,
+                    leaves: &P6_LEAVES,
+                };
+                fold(pop_rule(poptrie::lookup(&maps, V6::from_bytes(&dst))))
+            }
             _ => fold(u32::from(dst[5] ^ src[7])),
         }
     } else {
@@ -109,6 +168,14 @@ pub fn bench_classify(_ctx: XdpContext) -> u32 {
         match config.mode {
             mode::FILTER => fold(classify::decide_v4(&src, &dst).verdict),
             mode::BASELINE => fold(fastpath::trie_v4(&dst).map_or(0, |e| e.dst_rule)),
+            mode::POPTRIE => {
+                let maps = Pop {
+                    direct: &P4_DIRECT,
+                    nodes: &P4_NODES,
+                    leaves: &P4_LEAVES,
+                };
+                fold(pop_rule(poptrie::lookup(&maps, u32::from_be_bytes(dst))))
+            }
             _ => fold(u32::from(dst[3] ^ src[2])),
         }
     }

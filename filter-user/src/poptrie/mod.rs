@@ -6,9 +6,17 @@
 pub mod update;
 
 use filter_common::poptrie::{
-    child_index, PopMemory, PopNode, DIRECT_BITS, DIRECT_NODE, MAX_DEPTH_V4, MAX_DEPTH_V6, NO_LEAF,
-    STRIDE,
+    node_width, PopMemory, PopNode, DIRECT_BITS, DIRECT_NODE, MAX_SKIP, NO_LEAF, SKIP, STRIDE, V6,
 };
+
+/// The child index of `addr` (a `bits`-wide integer) in a node at `depth`, and the node's
+/// width.
+fn child_index(addr: u128, bits: u32, depth: u32) -> (u32, u32) {
+    let width = node_width(bits, depth);
+    let from = DIRECT_BITS + depth * STRIDE;
+    let shift = bits - from - width;
+    (((addr >> shift) as u32) & ((1 << width) - 1), width)
+}
 
 /// One prefix of a family: the network as a big-endian integer, its length, its leaf.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -41,14 +49,14 @@ impl PopMemory for PopTrie {
 }
 
 impl PopTrie {
-    /// The leaf of the longest prefix covering `addr`.
+    /// The leaf of the longest prefix covering `addr` (the family's address as an
+    /// integer), through the same lookup the program runs.
     pub fn lookup(&self, addr: u128) -> Option<u16> {
-        let depth = if self.bits == 32 {
-            MAX_DEPTH_V4
+        if self.bits == 32 {
+            filter_common::poptrie::lookup(self, addr as u32)
         } else {
-            MAX_DEPTH_V6
-        };
-        filter_common::poptrie::lookup(self, addr, self.bits, depth)
+            filter_common::poptrie::lookup(self, V6((addr >> 64) as u64, addr as u64))
+        }
     }
 
     /// Bytes the maps would take: 4 per direct word, 24 per node, 2 per leaf.
@@ -123,6 +131,31 @@ pub fn build(items: &[Item], bits: u32) -> PopTrie {
 /// `inherited`, from `items`: the prefixes inside its block longer than its start.
 pub(crate) fn build_node(t: &mut PopTrie, at: u32, items: &[Item], depth: u32, inherited: u16) {
     let bits = t.bits;
+    let levels = pass_through(items, bits, depth);
+    if levels >= 2 {
+        // Path compression: `levels` nodes that would each hold one internal child and
+        // leaves of `inherited` become one skip node.
+        let width = levels * STRIDE;
+        let from = DIRECT_BITS + depth * STRIDE;
+        let path = (items[0].addr >> (bits - from - width)) as u64
+            & if width >= 64 {
+                u64::MAX
+            } else {
+                (1u64 << width) - 1
+            };
+        let leaf = t.leaves.len() as u32;
+        t.leaves.push(inherited);
+        let next = t.nodes.len() as u32;
+        t.nodes.push(PopNode::default());
+        t.nodes[at as usize] = PopNode {
+            vector: path,
+            leafvec: u64::from(levels),
+            base0: leaf,
+            base1: SKIP | next,
+        };
+        build_node(t, next, items, depth + levels, inherited);
+        return;
+    }
     let from = DIRECT_BITS + depth * STRIDE;
     let (_, width) = child_index(items[0].addr, bits, depth);
     let children = 1usize << width;
@@ -191,6 +224,32 @@ pub(crate) fn build_node(t: &mut PopTrie, at: u32, items: &[Item], depth: u32, i
         k += 1;
         i = j;
     }
+}
+
+/// How many levels from `depth` on `items` pass straight through (every item longer
+/// than the level and on the same child), at most [`MAX_SKIP`] and never the last level
+/// of the address.
+fn pass_through(items: &[Item], bits: u32, depth: u32) -> u32 {
+    let shortest = items.iter().map(|i| u32::from(i.len)).min().unwrap_or(0);
+    let (first, last) = (
+        items.iter().map(|i| i.addr).min().unwrap_or(0),
+        items.iter().map(|i| i.addr).max().unwrap_or(0),
+    );
+    let mut levels = 0;
+    while levels < MAX_SKIP {
+        let d = depth + levels;
+        let end = DIRECT_BITS + d * STRIDE + node_width(bits, d);
+        if end >= bits || shortest <= end {
+            break;
+        }
+        // Sorted addresses: all share the level's bits if the least and the greatest do.
+        let shift = bits - end;
+        if first >> shift != last >> shift {
+            break;
+        }
+        levels += 1;
+    }
+    levels
 }
 
 #[cfg(test)]

@@ -249,11 +249,12 @@ impl Report {
         }
         if !self.shaped.is_empty() {
             out += "\nClassification on shaped lists, daemon's default capacities, 100 orders (ns per packet, addresses in 198.18.0.0/15 or 2001:db8::/33)\n";
-            out += "family  list     prefixes  stream       borderfilter  LPM trie  empty list  vs LPM  vs empty\n";
+            out += "family  list     prefixes  stream       borderfilter  LPM trie  empty list  vs LPM  vs empty  poptrie (candidate)  vs LPM     size\n";
             for r in &self.shaped {
                 out += &format!(
-                    "IPv{}    {:<7}  {:>8}  {:<11}  {:>12.1}  {:>8.1}  {:>10.1}  {:>6.2}  {:>8.1}\n",
-                    r.family, r.list, r.prefixes, r.stream, r.filter_ns, r.lpm_ns, r.empty_ns, r.vs_lpm, r.vs_empty
+                    "IPv{}    {:<7}  {:>8}  {:<11}  {:>12.1}  {:>8.1}  {:>10.1}  {:>6.2}  {:>8.1}  {:>19.1}  {:>6.2}  {:>5.1} MiB\n",
+                    r.family, r.list, r.prefixes, r.stream, r.filter_ns, r.lpm_ns, r.empty_ns, r.vs_lpm, r.vs_empty,
+                    r.poptrie_ns, r.poptrie_vs_lpm, r.poptrie_bytes as f64 / 1048576.0
                 );
             }
         }

@@ -53,6 +53,12 @@ pub struct Row {
     pub lpm_ns: f64,
     /// borderfilter on an empty list, same addresses.
     pub empty_ns: f64,
+    /// The candidate fast path of docs/fastpath.md (a Poptrie lookup and its entry),
+    /// built from the same entries.
+    pub poptrie_ns: f64,
+    pub poptrie_vs_lpm: f64,
+    /// Its size: direct table, nodes and leaves of the family.
+    pub poptrie_bytes: usize,
     pub vs_lpm: f64,
     pub vs_empty: f64,
     /// Seconds from the list file to the maps (check, compile, plan, apply).
@@ -195,6 +201,56 @@ pub fn draw(
     Ok(out)
 }
 
+/// Builds the candidate structure of `family` from `entries` into the bench object's
+/// `BENCH_P*` maps; returns its size in bytes (direct table, nodes, leaves).
+fn write_poptrie(
+    dp: &mut Dataplane,
+    entries: &BTreeMap<Prefix, Entry>,
+    family: u8,
+) -> anyhow::Result<usize> {
+    let (v4, v6, table) = filter_user::poptrie::from_entries(entries);
+    let (t, names) = if family == 4 {
+        (
+            v4,
+            [
+                bench::POP_V4_DIRECT,
+                bench::POP_V4_NODES,
+                bench::POP_V4_LEAVES,
+            ],
+        )
+    } else {
+        (
+            v6,
+            [
+                bench::POP_V6_DIRECT,
+                bench::POP_V6_NODES,
+                bench::POP_V6_LEAVES,
+            ],
+        )
+    };
+    fn map<'a>(dp: &'a mut Dataplane, name: &str) -> anyhow::Result<&'a mut aya::maps::Map> {
+        dp.extra_map(name)
+            .ok_or_else(|| anyhow::anyhow!("no {name} map in the bench object"))
+    }
+    let mut direct = Array::<_, u32>::try_from(map(dp, names[0])?)?;
+    for (i, w) in t.direct.iter().enumerate() {
+        direct.set(i as u32, *w, 0)?;
+    }
+    let mut nodes = Array::<_, filter_common::poptrie::PopNode>::try_from(map(dp, names[1])?)?;
+    for (i, n) in t.nodes.iter().enumerate() {
+        nodes.set(i as u32, *n, 0)?;
+    }
+    let mut leaves = Array::<_, u16>::try_from(map(dp, names[2])?)?;
+    for (i, l) in t.leaves.iter().enumerate() {
+        leaves.set(i as u32, *l, 0)?;
+    }
+    let mut table_map = Array::<_, Entry>::try_from(map(dp, bench::POP_ENTRIES)?)?;
+    for (i, e) in table.iter().enumerate() {
+        table_map.set(i as u32 + 1, *e, 0)?;
+    }
+    Ok(t.bytes())
+}
+
 fn write_samples(dp: &mut Dataplane, addrs: &[IpAddr]) -> anyhow::Result<()> {
     for (i, addr) in addrs.iter().enumerate() {
         let i = i as u32;
@@ -259,6 +315,7 @@ pub fn run(options: &Options) -> anyhow::Result<Vec<Row>> {
         let t = Instant::now();
         let entries = sync_list(&mut dp, &shape)?;
         let load_s = t.elapsed().as_secs_f64();
+        let poptrie_bytes = write_poptrie(&mut dp, &entries, family)?;
         for blocked in [true, false] {
             let addrs = draw(&entries, family == 6, blocked, false, n as u64 + 17)?;
             write_samples(&mut dp, &addrs)?;
@@ -275,17 +332,19 @@ pub fn run(options: &Options) -> anyhow::Result<Vec<Row>> {
                 )?;
                 mean_ns(dp, repeat)
             };
-            let mut m: [Vec<f64>; 5] = Default::default();
+            let mut m: [Vec<f64>; 6] = Default::default();
             for _ in 0..rounds {
                 m[0].push(cost(&mut dp, mode::OFF)?);
                 m[1].push(cost(&mut dp, mode::FILTER)?);
                 m[2].push(cost(&mut dp, mode::BASELINE)?);
                 m[3].push(cost(&mut empty, mode::OFF)?);
                 m[4].push(cost(&mut empty, mode::FILTER)?);
+                m[5].push(cost(&mut dp, mode::POPTRIE)?);
             }
-            let [off, filter, lpm, empty_off, empty_filter] = m.map(median);
+            let [off, filter, lpm, empty_off, empty_filter, pop] = m.map(median);
             let filter_ns = (filter - off).max(0.0);
             let lpm_ns = (lpm - off).max(0.0);
+            let poptrie_ns = (pop - off).max(0.0);
             let empty_ns = (empty_filter - empty_off).max(0.0);
             let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
             let row = Row {
@@ -301,11 +360,14 @@ pub fn run(options: &Options) -> anyhow::Result<Vec<Row>> {
                 empty_ns,
                 vs_lpm: ratio(filter_ns, lpm_ns),
                 vs_empty: ratio(filter_ns, empty_ns),
+                poptrie_ns,
+                poptrie_vs_lpm: ratio(poptrie_ns, lpm_ns),
+                poptrie_bytes,
                 load_s,
             };
             eprintln!(
-                "  IPv{family} {:<7} {:>9} prefixes, {:<11}: filter {:6.1} ns, LPM {:6.1} ns, empty list {:5.1} ns",
-                row.list, row.prefixes, row.stream, filter_ns, lpm_ns, empty_ns
+                "  IPv{family} {:<7} {:>9} prefixes, {:<11}: filter {:6.1} ns, LPM {:6.1} ns, empty list {:5.1} ns, poptrie (candidate) {:6.1} ns",
+                row.list, row.prefixes, row.stream, filter_ns, lpm_ns, empty_ns, poptrie_ns
             );
             rows.push(row);
         }
