@@ -126,8 +126,12 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
                 blocking(&engine, move |e| e.sync(origin, false)).await;
             }
             _ = hangup.recv() => {
-                log::info!("SIGHUP: reading the order list again");
-                blocking(&engine, |e| e.sync(Origin::Signal, false)).await;
+                log::info!("SIGHUP: reading the order list and the shared-hosting ranges again");
+                blocking(&engine, |e| {
+                    e.reload_shared_ranges();
+                    e.sync(Origin::Signal, false)
+                })
+                .await;
             }
             _ = heartbeat.tick() => {
                 blocking(&engine, |e| {

@@ -70,6 +70,29 @@ impl Engine {
         )
     }
 
+    /// Reads the `--shared-ranges` file again (SIGHUP): the guard follows it at once. A
+    /// file that cannot be read keeps the ranges read before, and says so.
+    pub fn reload_shared_ranges(&mut self) {
+        let Some(path) = self.names.config.shared_ranges.clone() else {
+            return;
+        };
+        match crate::daemon::names::guard::read_shared_ranges(&path) {
+            Ok(ranges) => {
+                log::info!(
+                    "read {} shared-hosting range(s) from {}",
+                    ranges.len(),
+                    path.display()
+                );
+                self.names.guard.shared = ranges;
+                self.reconcile_names();
+            }
+            Err(e) => log::error!(
+                "{}; the shared-hosting ranges read before stay in use",
+                error_chain(e.as_ref())
+            ),
+        }
+    }
+
     /// No resolver could be set up: names keep what they had, and status says why.
     pub fn names_unresolvable(&mut self, why: String) {
         self.names.resolver_problem = Some(why);
