@@ -21,7 +21,7 @@ pub struct NamesArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub dns_min_ttl: u64,
-    /// ... and not later than this many seconds, whatever the TTL.
+    /// A name is resolved again at the latest after this many seconds, whatever its TTL.
     #[arg(long, value_name = "SECONDS", default_value_t = 3600,
           value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub dns_max_ttl: u64,
@@ -37,7 +37,7 @@ pub struct NamesArgs {
     /// File of shared-hosting ranges (CDNs, large hosters: one address, thousands of
     /// sites), one prefix per line with an optional label, # for comments. An address a
     /// name resolves to inside one is not blocked (and is reported) unless the order says
-    /// "allow_shared": true.
+    /// "allow_shared": true. Read at start and again on SIGHUP.
     #[arg(long, value_name = "FILE")]
     pub shared_ranges: Option<PathBuf>,
     /// Where the addresses names resolved to are kept, so that a restart while DNS is
