@@ -4,7 +4,7 @@
 
 use crate::{
     floodlists::{Flood, Row, Spread},
-    report::Target,
+    target::Target,
 };
 
 fn range(s: &Spread, scale: f64, digits: usize) -> String {

@@ -13,7 +13,8 @@
 //!   several runs, with xdp-filter on the exact lists, and each list's map memory;
 //! - `sync`: loading and changing a million prefixes, a single CLI change, memory;
 //! - `scrape`: reading the counters of 10,000 orders (`/metrics`, `borderfilter stats`);
-//! - `report`: the table and `target/bench/report.json` (`floodreport`: the flood part).
+//! - `report`: the table and `target/bench/report.json` (`floodreport`: the flood part;
+//!   `target`: one target, met or missed).
 
 mod classify;
 mod fleet;
@@ -27,6 +28,7 @@ mod scrape;
 mod shaped;
 mod shapes;
 mod sync;
+mod target;
 mod throughput;
 
 use std::path::PathBuf;

@@ -3,20 +3,13 @@
 
 use serde::Serialize;
 
-use crate::{classify, fleet, floodlists, scrape, shaped, sync, throughput};
+use crate::{classify, fleet, floodlists, scrape, shaped, sync, target::Target, throughput};
 
 #[derive(Debug, Serialize)]
 pub struct Machine {
     pub cpu: String,
     pub cpus: usize,
     pub kernel: String,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Target {
-    pub what: String,
-    pub measured: String,
-    pub met: bool,
 }
 
 #[derive(Debug, Serialize)]
