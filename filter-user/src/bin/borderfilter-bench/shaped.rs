@@ -114,7 +114,7 @@ impl<'a> Oracle<'a> {
         Self { entries, lengths }
     }
 
-    fn longest(&self, addr: IpAddr) -> Option<&Entry> {
+    pub fn longest(&self, addr: IpAddr) -> Option<&Entry> {
         self.lengths
             .iter()
             .filter(|&&len| !(addr.is_ipv4() && len > 32))
@@ -251,6 +251,37 @@ fn write_poptrie(
     Ok(t.bytes())
 }
 
+/// The candidate's answer for every drawn address is the trie's (the longest entry):
+/// its figures are measured on a structure that means the same.
+fn check_candidate(
+    (v4, v6, table): &(
+        filter_user::poptrie::PopTrie,
+        filter_user::poptrie::PopTrie,
+        Vec<Entry>,
+    ),
+    oracle: &Oracle,
+    addrs: &[IpAddr],
+) -> anyhow::Result<()> {
+    for addr in addrs {
+        let leaf = match addr {
+            IpAddr::V4(a) => v4.lookup(u128::from(u32::from(*a))),
+            IpAddr::V6(a) => v6.lookup(u128::from(*a)),
+        };
+        let got = match leaf {
+            Some(0) => None,
+            Some(l) => table.get(usize::from(l) - 1),
+            None => anyhow::bail!("the candidate's lookup of {addr} read outside its arrays"),
+        };
+        if got != oracle.longest(*addr) {
+            anyhow::bail!(
+                "the candidate answers {got:?} for {addr}, the trie {:?}",
+                oracle.longest(*addr)
+            );
+        }
+    }
+    Ok(())
+}
+
 fn write_samples(dp: &mut Dataplane, addrs: &[IpAddr]) -> anyhow::Result<()> {
     for (i, addr) in addrs.iter().enumerate() {
         let i = i as u32;
@@ -316,8 +347,10 @@ pub fn run(options: &Options) -> anyhow::Result<Vec<Row>> {
         let entries = sync_list(&mut dp, &shape)?;
         let load_s = t.elapsed().as_secs_f64();
         let poptrie_bytes = write_poptrie(&mut dp, &entries, family)?;
+        let candidate = filter_user::poptrie::from_entries(&entries);
         for blocked in [true, false] {
             let addrs = draw(&entries, family == 6, blocked, false, n as u64 + 17)?;
+            check_candidate(&candidate, &Oracle::new(&entries), &addrs)?;
             write_samples(&mut dp, &addrs)?;
             write_samples(&mut empty, &addrs)?;
             let cost = |dp: &mut Dataplane, m: u32| -> anyhow::Result<f64> {
