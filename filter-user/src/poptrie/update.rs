@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use filter_common::poptrie::{PopNode, DIRECT_BITS, DIRECT_NODE};
+use filter_common::poptrie::{PopNode, DIRECT_BITS, DIRECT_NODE, SKIP};
 
 use super::{build_node, Item, PopTrie};
 
@@ -198,6 +198,111 @@ impl Updatable {
     }
 }
 
+impl Updatable {
+    /// Takes up a structure already in the maps (a restarted daemon's pinned arrays):
+    /// walks every block's subtree to find the node and leaf ranges it uses; everything
+    /// else in the arrays is free at once (nothing reads it). A block whose nodes or
+    /// leaves are not one contiguous range, or that points outside the arrays, is an
+    /// error: the structure is then built afresh.
+    pub fn from_trie(trie: PopTrie) -> Result<Self, String> {
+        let mut blocks = std::collections::HashMap::new();
+        for (block, word) in trie.direct.iter().enumerate() {
+            if word & DIRECT_NODE == 0 {
+                continue;
+            }
+            let (nodes, leaves) = walk(&trie, word & !DIRECT_NODE)
+                .map_err(|e| format!("direct block {block}: {e}"))?;
+            blocks.insert(
+                block as u32,
+                (contiguous(&nodes, "nodes")?, contiguous(&leaves, "leaves")?),
+            );
+        }
+        let free = |len: usize, used: &mut dyn Iterator<Item = Range>| {
+            let mut taken: Vec<Range> = used.filter(|r| r.len > 0).collect();
+            taken.sort_by_key(|r| r.start);
+            let mut f = Free {
+                end: len as u32,
+                ..Free::default()
+            };
+            let mut at = 0;
+            for r in taken {
+                if r.start > at {
+                    f.insert(Range {
+                        start: at,
+                        len: r.start - at,
+                    });
+                }
+                at = at.max(r.start + r.len);
+            }
+            if (at as usize) < len {
+                f.insert(Range {
+                    start: at,
+                    len: len as u32 - at,
+                });
+            }
+            f
+        };
+        let free_nodes = free(trie.nodes.len(), &mut blocks.values().map(|(n, _)| *n));
+        let free_leaves = free(trie.leaves.len(), &mut blocks.values().map(|(_, l)| *l));
+        Ok(Self {
+            trie,
+            blocks,
+            free_nodes,
+            free_leaves,
+        })
+    }
+}
+
+/// Every node and leaf index under node `root`.
+fn walk(trie: &PopTrie, root: u32) -> Result<(Vec<u32>, Vec<u32>), String> {
+    let (mut nodes, mut leaves) = (Vec::new(), Vec::new());
+    let mut stack = vec![root];
+    while let Some(at) = stack.pop() {
+        let n = trie
+            .nodes
+            .get(at as usize)
+            .ok_or_else(|| format!("node {at} is outside the {} nodes", trie.nodes.len()))?;
+        nodes.push(at);
+        if n.base1 & SKIP != 0 {
+            leaves.push(n.base0);
+            stack.push(n.base1 & !SKIP);
+            continue;
+        }
+        leaves.extend((0..n.leafvec.count_ones()).map(|k| n.base0 + k));
+        stack.extend((0..n.vector.count_ones()).map(|k| n.base1 + k));
+        if nodes.len() > trie.nodes.len() {
+            return Err("a loop among the nodes".into());
+        }
+    }
+    if let Some(l) = leaves.iter().find(|l| **l as usize >= trie.leaves.len()) {
+        return Err(format!(
+            "leaf {l} is outside the {} leaves",
+            trie.leaves.len()
+        ));
+    }
+    Ok((nodes, leaves))
+}
+
+/// The one range `indices` make up.
+fn contiguous(indices: &[u32], what: &str) -> Result<Range, String> {
+    let (Some(&min), Some(&max)) = (indices.iter().min(), indices.iter().max()) else {
+        return Ok(Range { start: 0, len: 0 });
+    };
+    let mut sorted = indices.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted.len() as u32 != max - min + 1 {
+        return Err(format!(
+            "its {what} are not one range ({} of {min}..={max})",
+            sorted.len()
+        ));
+    }
+    Ok(Range {
+        start: min,
+        len: max - min + 1,
+    })
+}
+
 fn grow<T: Default + Clone>(v: &mut Vec<T>, len: u32) {
     if v.len() < len as usize {
         v.resize(len as usize, T::default());
@@ -298,6 +403,88 @@ mod tests {
         }
         // Space is reused: three blocks of at most ~40 prefixes never need thousands of nodes.
         assert!(u.trie.nodes.len() < 3_000, "{} nodes", u.trie.nodes.len());
+    }
+
+    #[test]
+    fn a_structure_taken_up_from_the_maps_knows_what_is_in_use() {
+        let mut rng = SmallRng::seed_from_u64(9);
+        for bits in [32u32, 128] {
+            let mut u = Updatable::new(bits);
+            let t0 = Instant::now();
+            let mut items: Vec<Item> = Vec::new();
+            let blocks = [0x2001u32, 0xc633, 0x0a01];
+            for round in 0..30u64 {
+                let block = blocks[rng.random_range(0..blocks.len())];
+                let shift = bits - DIRECT_BITS;
+                items.retain(|i| (i.addr >> shift) as u32 != block);
+                for _ in 0..rng.random_range(1..30) {
+                    let len = rng.random_range(17..=bits as u8);
+                    let low: u128 = rng.random::<u128>() & (u128::MAX >> (128 - shift));
+                    let addr = ((u128::from(block) << shift) | low)
+                        & (u128::MAX << (128 - u32::from(len))) >> (128 - bits);
+                    items.push(Item {
+                        addr,
+                        len,
+                        leaf: rng.random_range(1..50),
+                    });
+                }
+                let mine = block_items(&items, bits, block);
+                u.set_block(block, &mine, 0, t0 + Duration::from_secs(round * 2));
+            }
+            // A restart: only the arrays remain.
+            let mut taken = Updatable::from_trie(u.trie.clone()).expect("a well-formed structure");
+            assert_eq!(taken.blocks, u.blocks, "bits {bits}");
+            let live: Vec<(Range, Range)> = taken.blocks.values().copied().collect();
+            // New subtrees never land on a live range.
+            let writes = taken.set_block(blocks[0], &[], 7, t0);
+            assert_eq!(writes, vec![Write::Direct(blocks[0], 7)]);
+            let more: Vec<Item> = (0..20)
+                .map(|_| {
+                    let len = rng.random_range(17..=bits as u8);
+                    let shift = bits - DIRECT_BITS;
+                    let low: u128 = rng.random::<u128>() & (u128::MAX >> (128 - shift));
+                    let addr = ((u128::from(blocks[1]) << shift) | low)
+                        & (u128::MAX << (128 - u32::from(len))) >> (128 - bits);
+                    Item { addr, len, leaf: 3 }
+                })
+                .collect();
+            for w in taken.set_block(blocks[1], &more, 0, t0) {
+                if let Write::Node(at, _) = w {
+                    assert!(
+                        !live
+                            .iter()
+                            .any(|(n, _)| n.start <= at && at < n.start + n.len),
+                        "node {at} in use"
+                    );
+                }
+                if let Write::Leaf(at, _) = w {
+                    assert!(
+                        !live
+                            .iter()
+                            .any(|(_, l)| l.start <= at && at < l.start + l.len),
+                        "leaf {at} in use"
+                    );
+                }
+            }
+        }
+        // A broken structure is refused, not taken up.
+        let mut u = Updatable::new(32);
+        u.set_block(
+            0xc633,
+            &[Item {
+                addr: 0xc633_6407,
+                len: 32,
+                leaf: 1,
+            }],
+            0,
+            Instant::now(),
+        );
+        let mut broken = u.trie.clone();
+        broken.nodes[0].base1 = 1_000_000;
+        broken.nodes[0].vector = 1;
+        assert!(Updatable::from_trie(broken)
+            .unwrap_err()
+            .contains("outside"));
     }
 
     #[test]
