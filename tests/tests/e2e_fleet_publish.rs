@@ -622,85 +622,36 @@ fn etcd_users_and_roles_as_docs_fleet_md_sets_them_up() {
     let etcd = Etcd::start("fleet_roles");
     let dir = Scratch::new("fleet_roles");
     let p = "/borderfilter";
-    // The commands of docs/fleet.md, "Users and roles".
-    etcdctl_ok(
-        &etcd,
-        None,
-        &["user", "add", "root", "--interactive=false"],
-        b"root-pw\n",
-    );
-    etcdctl_ok(&etcd, None, &["role", "add", "publisher"], b"");
-    etcdctl_ok(
-        &etcd,
-        None,
-        &[
-            "role",
-            "grant-permission",
-            "publisher",
-            "readwrite",
-            "/borderfilter/list/",
-            "--prefix",
-        ],
-        b"",
-    );
-    etcdctl_ok(
-        &etcd,
-        None,
-        &[
-            "role",
-            "grant-permission",
-            "publisher",
-            "read",
-            "/borderfilter/routers/",
-            "--prefix",
-        ],
-        b"",
-    );
-    etcdctl_ok(
-        &etcd,
-        None,
-        &["user", "add", "alice", "--interactive=false"],
-        b"alice-pw\n",
-    );
-    etcdctl_ok(
-        &etcd,
-        None,
-        &["user", "grant-role", "alice", "publisher"],
-        b"",
-    );
-    etcdctl_ok(&etcd, None, &["role", "add", "router-r1"], b"");
-    etcdctl_ok(
-        &etcd,
-        None,
-        &[
-            "role",
-            "grant-permission",
-            "router-r1",
-            "read",
-            "/borderfilter/list/",
-            "--prefix",
-        ],
-        b"",
-    );
-    etcdctl_ok(
-        &etcd,
-        None,
-        &[
-            "role",
-            "grant-permission",
-            "router-r1",
-            "readwrite",
-            "/borderfilter/routers/r1",
-        ],
-        b"",
-    );
-    etcdctl_ok(
-        &etcd,
-        None,
-        &["user", "add", "r1", "--interactive=false"],
-        b"r1-pw\n",
-    );
-    etcdctl_ok(&etcd, None, &["user", "grant-role", "r1", "router-r1"], b"");
+    // The commands of docs/fleet.md, "Users and roles", with what each reads on stdin.
+    let commands: &[(&str, &[u8])] = &[
+        ("user add root --interactive=false", b"root-pw\n"),
+        ("role add publisher", b""),
+        (
+            "role grant-permission publisher readwrite /borderfilter/list/ --prefix",
+            b"",
+        ),
+        (
+            "role grant-permission publisher read /borderfilter/routers/ --prefix",
+            b"",
+        ),
+        ("user add alice --interactive=false", b"alice-pw\n"),
+        ("user grant-role alice publisher", b""),
+        ("role add router-r1", b""),
+        (
+            "role grant-permission router-r1 read /borderfilter/list/ --prefix",
+            b"",
+        ),
+        (
+            "role grant-permission router-r1 readwrite /borderfilter/routers/r1",
+            b"",
+        ),
+        ("user add r1 --interactive=false", b"r1-pw\n"),
+        ("user grant-role r1 router-r1", b""),
+    ];
+    for (command, input) in commands {
+        let args: Vec<&str> = command.split_whitespace().collect();
+        etcdctl_ok(&etcd, None, &args, input);
+    }
     etcdctl_ok(&etcd, None, &["auth", "enable"], b"");
 
     let l = list("BS-1/2026", 0, 3);
