@@ -220,12 +220,21 @@ impl Daemon {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The `result` of `--json ARGS`, a command that must succeed.
+    #[track_caller]
+    pub fn result(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let text = self.ok(&all);
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("`{}` printed no JSON ({e}): {text}", all.join(" ")));
+        v["result"].clone()
+    }
+
     /// `status --json`, parsed.
     #[track_caller]
     pub fn status(&self) -> serde_json::Value {
-        let v: serde_json::Value =
-            serde_json::from_str(&self.ok(&["--json", "status"])).expect("status is JSON");
-        v["result"].clone()
+        self.result(&["status"])
     }
 }
 

@@ -20,6 +20,7 @@ pub mod bad_input;
 pub mod bpf;
 pub mod daemon;
 pub mod dns;
+pub mod domains;
 pub mod etcd;
 pub mod fleet;
 pub mod netns;
