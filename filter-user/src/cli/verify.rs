@@ -236,18 +236,8 @@ fn compare(args: &VerifyArgs, dataplane: &Dataplane, held: &Snapshot, verdict: &
 /// The daemon's book of names and its guard, from the options that mirror `run`'s.
 fn names_guard(args: &VerifyArgs) -> anyhow::Result<(Book, guard::Guard)> {
     let book = store::load(&args.names_state)?;
-    let shared = match &args.shared_ranges {
-        Some(p) => guard::read_shared_ranges(p)?,
-        None => Vec::new(),
-    };
-    Ok((
-        book,
-        guard::Guard {
-            protect: args.protect.clone(),
-            shared,
-            shared_file: args.shared_ranges.as_ref().map(|p| p.display().to_string()),
-        },
-    ))
+    let guard = guard::Guard::load(args.protect.clone(), args.shared_ranges.as_deref())?;
+    Ok((book, guard))
 }
 
 fn print_verdict(v: &Verdict) {

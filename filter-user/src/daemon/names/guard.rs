@@ -31,6 +31,19 @@ pub struct Guard {
 }
 
 impl Guard {
+    /// The guard of `run`'s options: `--protect` and the `--shared-ranges` file (read
+    /// now; a bad line is an error naming it).
+    pub fn load(protect: Vec<Prefix>, shared_ranges: Option<&Path>) -> anyhow::Result<Self> {
+        Ok(Self {
+            protect,
+            shared: match shared_ranges {
+                Some(path) => read_shared_ranges(path)?,
+                None => Vec::new(),
+            },
+            shared_file: shared_ranges.map(|p| p.display().to_string()),
+        })
+    }
+
     /// Whether `addr`, a name's address under an order with `allow_shared`, must not be
     /// blocked, and why.
     pub fn check(&self, addr: IpAddr, allow_shared: bool) -> Option<Guarded> {

@@ -155,20 +155,10 @@ impl Names {
     /// the start: the maps keep enforcing what they hold meanwhile, where starting
     /// without the book would stop enforcing every address a name gave.
     pub fn load(config: NamesConfig, protect: Vec<Prefix>) -> anyhow::Result<Self> {
-        let shared = match &config.shared_ranges {
-            Some(path) => guard::read_shared_ranges(path)?,
-            None => Vec::new(),
-        };
+        let guard = Guard::load(protect, config.shared_ranges.as_deref())?;
         let book = store::load(&config.state)?;
         Ok(Self {
-            guard: Guard {
-                protect,
-                shared,
-                shared_file: config
-                    .shared_ranges
-                    .as_ref()
-                    .map(|p| p.display().to_string()),
-            },
+            guard,
             book,
             config,
             guarded: BTreeMap::new(),
