@@ -30,8 +30,6 @@ pub struct ResolverConfigArgs {
 
 pub struct Resolver {
     inner: TokioResolver,
-    /// The servers asked, for messages.
-    pub servers: Vec<SocketAddr>,
 }
 
 impl Resolver {
@@ -68,18 +66,13 @@ impl Resolver {
         // No cache: each resolution asks, so a TTL longer than --dns-max-ttl is never
         // served from memory.
         opts.cache_size = 0;
-        let servers = config
-            .name_servers()
-            .iter()
-            .map(|s| SocketAddr::new(s.ip, s.connections.first().map_or(53, |c| c.port)))
-            .collect();
         let mut builder =
             TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
         *builder.options_mut() = opts;
         let inner = builder
             .build()
             .map_err(|e| anyhow::anyhow!("setting up the resolver: {e}"))?;
-        Ok(Self { inner, servers })
+        Ok(Self { inner })
     }
 
     /// Resolves `name`'s A and AAAA records.
