@@ -11,15 +11,12 @@ use time::OffsetDateTime;
 
 use super::{
     lines,
-    pipeline::{Conclusion, ListProblems, Read, GUARD_MIN_PREFIXES},
+    pipeline::{Conclusion, ListProblems, NotEnforced, Read, GUARD_MIN_PREFIXES},
     refusal, Applied, Engine, Outcome,
 };
 use crate::{
     compile::{ListingChange, Numbering},
-    daemon::{
-        audit::{prefixes::handovers, Origin},
-        source::WriteFailure,
-    },
+    daemon::{audit::Origin, source::WriteFailure},
     error_chain,
     orders::{
         edit::{Done, Edit, EditError},
@@ -280,31 +277,19 @@ impl Engine {
                 return Err(Fallback);
             }
         }
-        let plan = Plan::for_changes(held, &entries, &applied.compiled.rules);
-        if let Some(problem) = self.slot_problem(&plan, held) {
-            revert(applied, done);
-            return Ok(self.refuse(refusal(origin, None, vec![problem], false)));
-        }
-        let enforced_before = held.enforced_owners();
-        let handovers = handovers(&plan, held, &applied.compiled.rules);
-        let changes = match plan.apply(self.dataplane.maps_mut()) {
-            Ok(c) => c,
-            Err(e) => {
-                self.held = None;
-                self.rebuild_fast = true;
+        let enforced = match self.enforce_changes(&entries, &applied.compiled.rules, started) {
+            Ok(e) => e,
+            Err(not) => {
                 revert(applied, done);
-                return Ok(self.refuse(refusal(
-                    origin,
-                    None,
-                    vec![format!(
-                        "error: applying the change to the data plane failed: {}",
-                        error_chain(&e)
-                    )],
-                    false,
-                )));
+                let problem = match not {
+                    NotEnforced::NoRoom(problem) => problem,
+                    NotEnforced::Failed(e) => {
+                        format!("error: applying the change to the data plane failed: {e}")
+                    }
+                };
+                return Ok(self.refuse(refusal(origin, None, vec![problem], false)));
             }
         };
-        plan.update(self.held.as_mut().expect("checked by the caller"));
 
         // Enforced; now make it durable: the list's text, updated where the edit touched
         // it, and the edit itself committed to the source (a journal line for the file).
@@ -353,17 +338,7 @@ impl Engine {
             }
             _ => Vec::new(),
         };
-        let conclusion = Conclusion {
-            sha256_before: Some(applied.sha256.clone()),
-            orders_added: added_order.into_iter().collect(),
-            orders_removed: Vec::new(),
-            orders_changed: edited,
-            changes,
-            handovers,
-            enforced_before,
-            started,
-            plan_empty: plan.is_empty(),
-        };
+        let conclusion = Conclusion::in_place(&applied.sha256, added_order, edited, enforced);
         let report = self.conclude(conclusion, origin, &sha256, &warnings, &applied.compiled);
         applied.sha256 = sha256;
         applied.revision = written;

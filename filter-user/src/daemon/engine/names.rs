@@ -7,11 +7,14 @@ use std::{collections::BTreeSet, net::IpAddr, time::Instant as Clock};
 
 use time::OffsetDateTime;
 
-use super::{pipeline::Conclusion, Applied, Engine};
+use super::{
+    pipeline::{Conclusion, NotEnforced},
+    Applied, Engine,
+};
 use crate::{
     compile::{resolved_changes, ListingChange},
     daemon::{
-        audit::{prefixes::handovers, GuardedAddress, NameEvent, Origin, Record},
+        audit::{GuardedAddress, NameEvent, Origin, Record},
         names::{
             admit,
             book::{Answer, NameChange},
@@ -20,7 +23,6 @@ use crate::{
     },
     error_chain,
     orders::{window::rfc3339, DomainName, OrderList, OrderState},
-    sync::Plan,
 };
 
 impl Engine {
@@ -212,46 +214,24 @@ impl Engine {
     ) -> Result<(), String> {
         let started = Clock::now();
         let entries = applied.compiled.recompile(&applied.list, changes);
-        let held = self.held.as_ref().expect("checked by the caller");
-        let plan = Plan::for_changes(held, &entries, &applied.compiled.rules);
-        let undo = |applied: &mut Applied| {
-            applied
-                .compiled
-                .recompile(&applied.list, &ListingChange::reversed(changes));
-        };
-        if let Some(problem) = self.slot_problem(&plan, held) {
-            undo(applied);
-            return Err(problem);
-        }
-        let enforced_before = held.enforced_owners();
-        let handovers = handovers(&plan, held, &applied.compiled.rules);
-        let result = match plan.apply(self.dataplane.maps_mut()) {
-            Ok(c) => c,
-            Err(e) => {
-                self.held = None;
-                self.rebuild_fast = true;
-                undo(applied);
-                return Err(error_chain(&e));
+        let enforced = match self.enforce_changes(&entries, &applied.compiled.rules, started) {
+            Ok(e) => e,
+            Err(NotEnforced::NoRoom(problem) | NotEnforced::Failed(problem)) => {
+                applied
+                    .compiled
+                    .recompile(&applied.list, &ListingChange::reversed(changes));
+                return Err(problem);
             }
         };
-        plan.update(self.held.as_mut().expect("checked by the caller"));
         applied.compiled.resolved = admitted.resolved;
-        let changed: BTreeSet<String> = changes
+        let changed: Vec<String> = changes
             .iter()
             .filter_map(|c| c.lister.order())
             .map(|i| applied.list.orders[i].id.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
             .collect();
-        let conclusion = Conclusion {
-            sha256_before: Some(applied.sha256.clone()),
-            orders_added: Vec::new(),
-            orders_removed: Vec::new(),
-            orders_changed: changed.into_iter().collect(),
-            changes: result,
-            handovers,
-            enforced_before,
-            started,
-            plan_empty: plan.is_empty(),
-        };
+        let conclusion = Conclusion::in_place(&applied.sha256, None, changed, enforced);
         let sha256 = applied.sha256.clone();
         self.conclude(conclusion, &Origin::Dns, &sha256, &[], &applied.compiled);
         Ok(())

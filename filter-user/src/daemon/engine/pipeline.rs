@@ -40,6 +40,14 @@ pub fn needs_force(before: usize, dropped: usize) -> bool {
     dropped > GUARD_MIN_PREFIXES && dropped * 2 > before
 }
 
+/// Why a change made in place was not enforced.
+pub(super) enum NotEnforced {
+    /// The fast-path index has no room for it (the message says what to do).
+    NoRoom(String),
+    /// Writing the maps failed.
+    Failed(String),
+}
+
 /// A valid list read from the source.
 pub(super) struct SourceList {
     pub list: OrderList,
@@ -74,6 +82,35 @@ pub(super) struct Conclusion {
     pub enforced_before: BTreeSet<u64>,
     pub started: Clock,
     pub plan_empty: bool,
+}
+
+impl Conclusion {
+    /// What a change made in place to the list in force (digest `sha256_before`) did.
+    pub(super) fn in_place(
+        sha256_before: &str,
+        order_added: Option<String>,
+        orders_changed: Vec<String>,
+        enforced: Enforced,
+    ) -> Self {
+        let Enforced {
+            changes,
+            handovers,
+            enforced_before,
+            started,
+            plan_empty,
+        } = enforced;
+        Self {
+            sha256_before: Some(sha256_before.to_string()),
+            orders_added: order_added.into_iter().collect(),
+            orders_removed: Vec::new(),
+            orders_changed,
+            changes,
+            handovers,
+            enforced_before,
+            started,
+            plan_empty,
+        }
+    }
 }
 
 impl Engine {
@@ -336,6 +373,44 @@ impl Engine {
                  or raise --capacity-v4 (it takes effect when the maps are created: detach first)",
                 held.fast.slots.len()
             )
+        })
+    }
+
+    /// Brings the data plane to the changed `entries` (`None`: no longer listed) under
+    /// `rules`, for a change made in place (a CLI edit, what names resolved to). On error
+    /// nothing is enforced and the caller takes its change back; after a failed write the
+    /// maps are read again before the next change.
+    pub(super) fn enforce_changes(
+        &mut self,
+        entries: &std::collections::BTreeMap<crate::prefix::Prefix, Option<filter_common::Entry>>,
+        rules: &std::collections::BTreeMap<u32, filter_common::Rule>,
+        started: Clock,
+    ) -> Result<Enforced, NotEnforced> {
+        let held = self
+            .held
+            .as_ref()
+            .expect("in-place changes need the maps read");
+        let plan = Plan::for_changes(held, entries, rules);
+        if let Some(problem) = self.slot_problem(&plan, held) {
+            return Err(NotEnforced::NoRoom(problem));
+        }
+        let enforced_before = held.enforced_owners();
+        let handovers = handovers(&plan, held, rules);
+        let changes = match plan.apply(self.dataplane.maps_mut()) {
+            Ok(c) => c,
+            Err(e) => {
+                self.held = None;
+                self.rebuild_fast = true;
+                return Err(NotEnforced::Failed(error_chain(&e)));
+            }
+        };
+        plan.update(self.held.as_mut().expect("read above"));
+        Ok(Enforced {
+            changes,
+            handovers,
+            enforced_before,
+            started,
+            plan_empty: plan.is_empty(),
         })
     }
 
